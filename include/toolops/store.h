@@ -1,0 +1,101 @@
+// include/toolops/store.h
+//
+// Store: where cached tool results live. A store maps a key (the full
+// canonical bytes of a call) to an immutable value with its freshness times.
+// Stores never decide freshness themselves beyond dropping entries whose
+// stale_until has passed; the engine reads fresh_until and stale_until.
+//
+// Every Store implementation is safe for concurrent use.
+
+#ifndef TOOLOPS_STORE_H_
+#define TOOLOPS_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "toolops/bytes.h"
+#include "toolops/clock.h"
+#include "toolops/status.h"
+
+namespace toolops {
+
+// A key and its precomputed HashBytes(bytes), so that the hash is computed
+// once per call and shared by the store and the flight table. The bytes are
+// borrowed: they must outlive the call that receives the KeyRef.
+struct KeyRef {
+  std::string_view bytes;
+  uint64_t hash;
+
+  static KeyRef Of(std::string_view bytes) { return KeyRef{bytes, HashBytes(bytes)}; }
+};
+
+struct StoredValue {
+  Bytes value;
+  // Until this instant the value is fresh.
+  TimePoint fresh_until;
+  // Until this instant the value may still be served stale (by
+  // stale-while-revalidate or stale-if-error). Never before fresh_until.
+  TimePoint stale_until;
+};
+
+struct StoreStats {
+  uint64_t entries = 0;
+  // Key and value bytes held (not counting bookkeeping).
+  uint64_t bytes = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;    // Dropped to stay within the bounds.
+  uint64_t expirations = 0;  // Dropped because stale_until passed.
+  uint64_t rejected = 0;     // Puts refused (value too large for the store).
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The entry for `key` if one exists and `now` is before its stale_until.
+  // Never blocks on I/O for the memory store.
+  virtual std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) = 0;
+
+  // Inserts or replaces the entry for `key`. Returns ResourceExhausted (guard
+  // kStore) if the entry can never fit in this store.
+  virtual Status Put(const KeyRef& key, const StoredValue& value, TimePoint now) = 0;
+
+  // Removes the entry for `key`; returns whether one was there.
+  virtual bool Erase(const KeyRef& key) = 0;
+
+  // Removes every entry whose key starts with `prefix` (every entry when the
+  // prefix is empty). Returns how many were removed.
+  virtual size_t EraseByPrefix(std::string_view prefix) = 0;
+
+  virtual StoreStats Stats() const = 0;
+  virtual std::string_view name() const = 0;
+};
+
+enum class EvictionPolicy : uint8_t {
+  kLru,        // Least recently used.
+  kTinyLfu,    // Window TinyLFU: LRU window + frequency-filtered main segment.
+};
+
+struct MemoryStoreOptions {
+  std::string name = "memory";
+  // Bounds over the whole store (split evenly across shards). Both must be
+  // positive.
+  size_t max_entries = 100'000;
+  size_t max_bytes = 256u << 20;
+  // Number of independently locked shards; rounded up to a power of two.
+  // Zero picks a default from the hardware concurrency.
+  size_t shards = 0;
+  EvictionPolicy eviction = EvictionPolicy::kTinyLfu;
+};
+
+// Creates an in-memory store. Returns InvalidArgument for bad options.
+Result<std::unique_ptr<Store>> NewMemoryStore(const MemoryStoreOptions& options);
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_STORE_H_
