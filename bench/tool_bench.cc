@@ -1,0 +1,166 @@
+// bench/tool_bench.cc
+//
+// The core's figures, each against a baseline measured in the same run:
+//
+//   BM_BaselineMapFind     a plain unordered_map<string, shared_ptr<const string>> find
+//   BM_WrappedHit          a cache hit through a wrapped blocking tool (memory
+//                          store, one string argument, 100-byte result, counters on)
+//   BM_WrappedHitBytes     the same tool returning Bytes (no copy of the result)
+//   BM_Stampede            64 threads, 100,000 calls over 10 keys, upstream 5 ms:
+//                          counter upstream_calls (target: exactly 10)
+//   BM_BudgetUnderOutage   100% upstream failure, 5 attempts allowed, 20% budget:
+//                          counter attempts_per_call (target: <= 1.2 plus the floor)
+//
+// bench/core_figures.py runs this binary and prints the ratios.
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "toolops/tool.h"
+
+namespace toolops {
+namespace {
+
+constexpr int kKeys = 1000;
+
+std::string Query(int i) { return "weather in city number " + std::to_string(i); }
+std::string Answer(const std::string& q) {
+  std::string out = "answer:" + q;
+  out.resize(100, '.');
+  return out;
+}
+
+void BM_BaselineMapFind(benchmark::State& state) {
+  static auto* map = [] {
+    auto* m = new std::unordered_map<std::string, std::shared_ptr<const std::string>>();
+    for (int i = 0; i < kKeys; ++i) {
+      m->emplace(Query(i), std::make_shared<const std::string>(Answer(Query(i))));
+    }
+    return m;
+  }();
+  std::vector<std::string> queries;
+  for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
+  size_t i = 0;
+  for (auto _ : state) {
+    auto it = map->find(queries[i++ & 63]);
+    benchmark::DoNotOptimize(it->second.get());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_BaselineMapFind)->Threads(1)->Threads(2)->UseRealTime();
+
+// A tool wrapped once per result type and shared by every benchmark thread.
+template <typename R>
+Tool<R(std::string)>& SharedTool() {
+  static auto* tool = [] {
+    ToolPolicy policy;
+    policy.cache.ttl = std::chrono::hours(1);
+    auto* t = new Tool<R(std::string)>(Readonly(
+        {std::is_same_v<R, Bytes> ? "search_bytes" : "search", "1", {"query"}}, policy,
+        [](std::string q) -> R {
+          if constexpr (std::is_same_v<R, Bytes>) {
+            return Bytes::Copy(Answer(q));
+          } else {
+            return Answer(q);
+          }
+        }));
+    for (int i = 0; i < kKeys; ++i) (*t)(Query(i));  // Warm every key.
+    return t;
+  }();
+  return *tool;
+}
+
+template <typename R>
+void WrappedHit(benchmark::State& state) {
+  Tool<R(std::string)>& tool = SharedTool<R>();
+  std::vector<std::string> queries;
+  for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
+  size_t i = 0;
+  for (auto _ : state) {
+    R r = tool(queries[i++ & 63]);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_WrappedHit(benchmark::State& state) { WrappedHit<std::string>(state); }
+BENCHMARK(BM_WrappedHit)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_WrappedHitBytes(benchmark::State& state) { WrappedHit<Bytes>(state); }
+BENCHMARK(BM_WrappedHitBytes)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_Stampede(benchmark::State& state) {
+  for (auto _ : state) {
+    std::atomic<int> upstream{0};
+    ToolPolicy policy;
+    policy.cache.ttl = std::chrono::hours(1);
+    auto tool = Readonly({"stampede"}, policy, [&](int key) {
+      ++upstream;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return key;
+    });
+    constexpr int kThreads = 64;
+    constexpr int kCalls = 100'000;
+    std::atomic<int> next{0}, wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int n; (n = next.fetch_add(1)) < kCalls;) {
+          if (tool(n % 10) != n % 10) ++wrong;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    tool.core().ClearCache();
+    state.counters["calls"] = kCalls;
+    state.counters["upstream_calls"] = upstream.load();
+    state.counters["wrong_results"] = wrong.load();
+  }
+}
+BENCHMARK(BM_Stampede)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_BudgetUnderOutage(benchmark::State& state) {
+  for (auto _ : state) {
+    FakeClock clock;
+    SeededRandom random(1);
+    Environment env;
+    env.clock = &clock;
+    env.random = &random;
+    ToolPolicy policy;
+    policy.cache.enabled = false;
+    policy.coalesce.enabled = false;
+    policy.breaker.enabled = false;  // The budget alone bounds the retries here.
+    policy.retry.max_attempts = 5;
+    policy.retry.initial_backoff = std::chrono::milliseconds(10);
+    policy.retry.budget_ratio = 0.2;
+    policy.retry.budget_min_retries_per_second = 1;
+    policy.retry.budget_window = std::chrono::seconds(10);
+    auto tool = Readonly({"outage"}, policy,
+                         [](int) -> Result<int> { return UnavailableError("down"); }, env);
+    constexpr int kCalls = 100'000;
+    TimePoint start = clock.Now();
+    for (int i = 0; i < kCalls; ++i) {
+      benchmark::DoNotOptimize(tool.Call(i));
+      clock.Advance(std::chrono::milliseconds(1));  // 1,000 calls a second.
+    }
+    double seconds = std::chrono::duration<double>(clock.Now() - start).count();
+    StatsSnapshot s = tool.stats();
+    double floor = policy.retry.budget_min_retries_per_second * (seconds + 10);
+    state.counters["calls"] = kCalls;
+    state.counters["attempts"] = static_cast<double>(s[Counter::kAttempts]);
+    state.counters["attempts_per_call"] = static_cast<double>(s[Counter::kAttempts]) / kCalls;
+    state.counters["bound_per_call"] = (1.2 * kCalls + floor) / kCalls;
+  }
+}
+BENCHMARK(BM_BudgetUnderOutage)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace toolops
+
+BENCHMARK_MAIN();

@@ -1,0 +1,92 @@
+// include/toolops/stats.h
+//
+// ToolStats: the outcome counters of one wrapped tool. Recording is a relaxed
+// atomic add on a slot that belongs (mostly) to the calling thread, so the hit
+// path shares no lock and no hot cache line with other threads. Reading sums
+// the slots; a snapshot taken while calls run is approximate by a few counts.
+//
+// Safe for concurrent use.
+
+#ifndef TOOLOPS_STATS_H_
+#define TOOLOPS_STATS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace toolops {
+
+// Every counter a tool keeps. Each call ends in exactly one of the "outcome"
+// counters (kFreshHit .. kRejectedByBudget, kFallback); the others count events.
+enum class Counter : uint8_t {
+  kCalls,              // Calls made to the wrapped tool.
+  kFreshHit,           // Served from a fresh cache entry.
+  kStaleHit,           // Served stale while one background refresh runs.
+  kStaleIfError,       // Upstream failed; a stale entry was served instead.
+  kCoalesced,          // Waited for an identical call in flight and shared its result.
+  kUpstreamSuccess,    // Led an upstream call that succeeded.
+  kUpstreamError,      // Led an upstream call that failed (after its retries).
+  kRejectedByBreaker,  // Failed fast: the circuit breaker was open.
+  kRejectedByLimiter,  // Failed fast: the concurrency limit was reached.
+  kRejectedByBudget,   // A retry was needed but the retry budget was spent.
+  kFallback,           // Everything failed; the fallback answered.
+  kAttempts,           // Upstream attempts started (first tries and retries).
+  kRetries,            // Attempts after the first.
+  kAttemptTimeouts,    // Attempts abandoned at the per-attempt timeout.
+  kBackgroundRefresh,  // Refreshes started by stale-while-revalidate.
+  kNotCached,          // Results not cached (too large or not encodable).
+  kFlightOverflow,     // Calls that skipped coalescing because the flight table was full.
+  kStoreErrors,        // Store operations that failed (never fail the call).
+  kCount_,             // Number of counters; not a counter.
+};
+
+std::string_view CounterName(Counter counter);
+
+constexpr size_t kNumCounters = static_cast<size_t>(Counter::kCount_);
+
+struct StatsSnapshot {
+  std::array<uint64_t, kNumCounters> values{};
+
+  uint64_t operator[](Counter c) const { return values[static_cast<size_t>(c)]; }
+  // Calls answered without a new upstream call of their own.
+  uint64_t saved() const {
+    return (*this)[Counter::kFreshHit] + (*this)[Counter::kStaleHit] +
+           (*this)[Counter::kStaleIfError] + (*this)[Counter::kCoalesced];
+  }
+  // Hit ratio over all calls, 0 when there were none.
+  double saved_ratio() const {
+    uint64_t calls = (*this)[Counter::kCalls];
+    return calls == 0 ? 0.0 : static_cast<double>(saved()) / static_cast<double>(calls);
+  }
+  // "calls=10 fresh_hit=7 ..." with zero counters left out.
+  std::string ToString() const;
+};
+
+class ToolStats {
+ public:
+  ToolStats() = default;
+  ToolStats(const ToolStats&) = delete;
+  ToolStats& operator=(const ToolStats&) = delete;
+
+  void Add(Counter counter, uint64_t n = 1) {
+    Slot& slot = slots_[ThreadSlot()];
+    slot.values[static_cast<size_t>(counter)].fetch_add(n, std::memory_order_relaxed);
+  }
+
+  StatsSnapshot Snapshot() const;
+
+ private:
+  static constexpr size_t kSlots = 16;
+  struct alignas(64) Slot {
+    std::array<std::atomic<uint64_t>, kNumCounters> values{};
+  };
+  static size_t ThreadSlot();
+
+  std::array<Slot, kSlots> slots_;
+};
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_STATS_H_

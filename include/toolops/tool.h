@@ -1,0 +1,290 @@
+// include/toolops/tool.h
+//
+// Wrap a tool once; every call through the wrapper is cached, coalesced,
+// retried and guarded as its policy says.
+//
+//   auto search = toolops::Readonly({"web_search", "1", {"query"}}, policy,
+//                                   [](std::string q) { return Fetch(q); });
+//   std::string page = search("weather in Paris");   // same signature
+//   toolops::Result<std::string> r = search.Call("weather in Paris");  // no throw
+//
+// A tool function returns R, or Result<R> to report classified errors; it may
+// also throw ToolError (classified) or any exception (code kUnknown). The
+// wrapper's operator() has the tool's parameters and returns R, throwing
+// ToolError on failure; Call() returns Result<R> and never throws.
+//
+// Arguments become the cache key through ArgCodec (args.h); results are
+// stored as Bytes through ResultCodec below (std::string, Bytes, arithmetic
+// types and bool built in; other types define ToolopsEncodeResult and
+// ToolopsDecodeResult next to the type).
+//
+// A Tool is a cheap handle: copies share one core (cache partition, breaker,
+// limiter, budget, counters). Safe to call from many threads at once.
+
+#ifndef TOOLOPS_TOOL_H_
+#define TOOLOPS_TOOL_H_
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "toolops/args.h"
+#include "toolops/bytes.h"
+#include "toolops/environment.h"
+#include "toolops/policy.h"
+#include "toolops/status.h"
+#include "toolops/tool_core.h"
+
+namespace toolops {
+
+// How a result type becomes Bytes and back. Specialise it, or define
+//   Bytes ToolopsEncodeResult(const T&);
+//   bool ToolopsDecodeResult(const Bytes&, T*);
+// in T's namespace.
+template <typename T, typename = void>
+struct ResultCodec {
+  static Bytes Encode(const T& value) { return ToolopsEncodeResult(value); }
+  static Result<T> Decode(const Bytes& bytes) {
+    T value;
+    if (!ToolopsDecodeResult(bytes, &value)) {
+      return Status(StatusCode::kDataLoss, "a cached value could not be decoded", Guard::kCodec);
+    }
+    return value;
+  }
+};
+
+template <>
+struct ResultCodec<std::string> {
+  static Bytes Encode(const std::string& value) { return Bytes::Copy(value); }
+  static Result<std::string> Decode(const Bytes& bytes) { return bytes.ToString(); }
+};
+
+template <>
+struct ResultCodec<Bytes> {
+  static Bytes Encode(const Bytes& value) { return value; }
+  static Result<Bytes> Decode(const Bytes& bytes) { return bytes; }
+};
+
+// Numbers are stored as text so that entries read the same on any machine.
+template <typename T>
+struct ResultCodec<T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>>> {
+  static Bytes Encode(T value) {
+    char buffer[64];
+    auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+    return Bytes::Copy(std::string_view(buffer, end - buffer));
+  }
+  static Result<T> Decode(const Bytes& bytes) {
+    T value{};
+    auto [end, ec] = std::from_chars(bytes.data(), bytes.data() + bytes.size(), value);
+    if (ec != std::errc() || end != bytes.data() + bytes.size()) {
+      return Status(StatusCode::kDataLoss, "a cached number could not be decoded", Guard::kCodec);
+    }
+    return value;
+  }
+};
+
+template <>
+struct ResultCodec<bool> {
+  static Bytes Encode(bool value) { return Bytes::Copy(value ? "1" : "0"); }
+  static Result<bool> Decode(const Bytes& bytes) {
+    if (bytes.view() == "1") return true;
+    if (bytes.view() == "0") return false;
+    return Status(StatusCode::kDataLoss, "a cached bool could not be decoded", Guard::kCodec);
+  }
+};
+
+namespace internal {
+
+template <typename T>
+struct UnwrapResult {
+  using type = T;
+};
+template <typename T>
+struct UnwrapResult<Result<T>> {
+  using type = T;
+};
+
+template <typename F>
+struct FunctionTraits : FunctionTraits<decltype(&std::decay_t<F>::operator())> {};
+template <typename R, typename... Args>
+struct FunctionTraits<R (*)(Args...)> {
+  using Return = R;
+  static constexpr size_t kArity = sizeof...(Args);
+  using Signature = typename UnwrapResult<R>::type(Args...);
+};
+template <typename R, typename... Args>
+struct FunctionTraits<R(Args...)> : FunctionTraits<R (*)(Args...)> {};
+template <typename C, typename R, typename... Args>
+struct FunctionTraits<R (C::*)(Args...)> : FunctionTraits<R (*)(Args...)> {};
+template <typename C, typename R, typename... Args>
+struct FunctionTraits<R (C::*)(Args...) const> : FunctionTraits<R (*)(Args...)> {};
+template <typename C, typename R, typename... Args>
+struct FunctionTraits<R (C::*)(Args...) noexcept> : FunctionTraits<R (*)(Args...)> {};
+template <typename C, typename R, typename... Args>
+struct FunctionTraits<R (C::*)(Args...) const noexcept> : FunctionTraits<R (*)(Args...)> {};
+
+// Key buffers reused per thread, one per nesting level (a tool may call
+// another wrapped tool on the same thread while its own key is in use).
+class KeyBufferLease {
+ public:
+  KeyBufferLease() : buffer_(Acquire()) {}
+  ~KeyBufferLease() { --Depth(); }
+  KeyBufferLease(const KeyBufferLease&) = delete;
+  KeyBufferLease& operator=(const KeyBufferLease&) = delete;
+  std::string& get() { return buffer_; }
+
+ private:
+  static size_t& Depth() {
+    thread_local size_t depth = 0;
+    return depth;
+  }
+  static std::string& Acquire() {
+    thread_local std::deque<std::string> buffers;  // A deque never moves its elements.
+    size_t& depth = Depth();
+    if (buffers.size() <= depth) buffers.emplace_back();
+    return buffers[depth++];
+  }
+  std::string& buffer_;
+};
+
+enum class ParamRole : uint8_t { kKey, kScope, kSkip };
+
+// The role of each parameter in the key, from the spec and the policy.
+// Returns InvalidArgument when the spec names a different number of
+// parameters than the function takes.
+Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy& policy,
+                                          size_t arity);
+
+// Appends the canonical encoding of a call's key arguments to `key`: the
+// scope first (so no two scopes ever share an entry), then the key params.
+template <typename... Args>
+void AppendKeyArgs(std::string* key, TextNormalization normalization,
+                   const std::vector<ParamRole>& roles, const Args&... args) {
+  ArgWriter writer(key, normalization);
+  size_t i = 0;
+  ((roles[i++] == ParamRole::kScope ? EncodeArg(writer, args) : void()), ...);
+  i = 0;
+  ((roles[i++] == ParamRole::kKey ? EncodeArg(writer, args) : void()), ...);
+}
+
+}  // namespace internal
+
+template <typename Signature>
+class Tool;
+
+template <typename R, typename... Args>
+class Tool<R(Args...)> {
+ public:
+  using Function = std::function<Result<R>(Args...)>;
+
+  // Use Readonly(), SideEffect() or MakeTool().
+  Tool(std::shared_ptr<ToolCore> core, std::shared_ptr<const Function> fn,
+       std::vector<internal::ParamRole> roles)
+      : core_(std::move(core)), fn_(std::move(fn)), roles_(std::move(roles)) {}
+
+  // Calls the tool through every layer of its policy. Throws ToolError with
+  // the status (code, guard, message) when the call fails.
+  R operator()(Args... args) const { return Call(std::forward<Args>(args)...).ValueOrThrow(); }
+
+  // The same, returning the error instead of throwing.
+  Result<R> Call(Args... args) const {
+    auto make_upstream = [&]() -> Upstream {
+      // Only on a miss: copy the arguments so that an attempt can outlive
+      // this frame (a timed attempt runs on the executor).
+      return [fn = fn_, tuple = std::tuple<std::decay_t<Args>...>(args...)](
+                 const CallContext&) -> Result<Bytes> {
+        Result<R> r = std::apply(*fn, tuple);
+        if (!r.ok()) return r.status();
+        return ResultCodec<R>::Encode(r.value());
+      };
+    };
+    Result<Bytes> bytes = Status();
+    if (core_->keyed()) {
+      internal::KeyBufferLease lease;
+      std::string& key = lease.get();
+      key.assign(core_->key_prefix());
+      internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      bytes = core_->Call(KeyRef::Of(key), make_upstream);
+    } else {
+      bytes = core_->Call(KeyRef{}, make_upstream);
+    }
+    if (!bytes.ok()) return bytes.status();
+    return ResultCodec<R>::Decode(bytes.value());
+  }
+
+  // A value served when the call fails after every other layer. Applies to
+  // every copy of this tool; set it right after wrapping.
+  void SetFallback(R value) {
+    Bytes encoded = ResultCodec<R>::Encode(value);
+    core_->SetFallback([encoded](const Status&) -> Result<Bytes> { return encoded; });
+  }
+  // A function of the final error that may produce a value (or fail too).
+  void SetFallback(std::function<Result<R>(const Status&)> fallback) {
+    core_->SetFallback([fallback = std::move(fallback)](const Status& error) -> Result<Bytes> {
+      Result<R> r = fallback(error);
+      if (!r.ok()) return r.status();
+      return ResultCodec<R>::Encode(r.value());
+    });
+  }
+
+  StatsSnapshot stats() const { return core_->stats(); }
+  const ToolSpec& spec() const { return core_->spec(); }
+  ToolCore& core() const { return *core_; }
+
+ private:
+  std::shared_ptr<ToolCore> core_;
+  std::shared_ptr<const Function> fn_;
+  std::vector<internal::ParamRole> roles_;
+};
+
+// Wraps `fn` with `policy`. Returns InvalidArgument (guard kPolicy) for a bad
+// spec or policy; never throws.
+template <typename F>
+auto MakeTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment())
+    -> Result<Tool<typename internal::FunctionTraits<F>::Signature>> {
+  using Traits = internal::FunctionTraits<F>;
+  using Wrapped = Tool<typename Traits::Signature>;
+  using Function = typename Wrapped::Function;
+  Result<std::vector<internal::ParamRole>> roles =
+      internal::ParamRoles(spec, policy, Traits::kArity);
+  if (!roles.ok()) return roles.status();
+  Result<std::shared_ptr<ToolCore>> core = ToolCore::Create(std::move(spec), std::move(policy), env);
+  if (!core.ok()) return core.status();
+  auto function = std::make_shared<const Function>(
+      [fn = std::move(fn)](auto&&... args) -> Result<typename internal::UnwrapResult<
+                                               typename Traits::Return>::type> {
+        return fn(std::forward<decltype(args)>(args)...);
+      });
+  return Wrapped(std::move(core).value(), std::move(function), std::move(roles).value());
+}
+
+// A read of the outside world: cached, coalesced, retried. Throws ToolError
+// (InvalidArgument, guard kPolicy) for a bad spec or policy, at wrap time.
+template <typename F>
+auto Readonly(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
+  policy.kind = ToolKind::kReadonly;
+  return MakeTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+}
+
+// A write (payment, message, ...): never cached or coalesced, retried only
+// when policy.idempotent is true; guarded by the breaker, the timeouts and the
+// concurrency limit. Throws ToolError for a bad spec or policy, at wrap time.
+template <typename F>
+auto SideEffect(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
+  policy.kind = ToolKind::kSideEffect;
+  policy.cache.enabled = false;
+  policy.coalesce.enabled = false;
+  return MakeTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+}
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_TOOL_H_

@@ -1,0 +1,107 @@
+// include/toolops/tool_core.h
+//
+// ToolCore: everything ToolOps does around one tool, at the level of bytes.
+// The typed wrappers in tool.h and asio.h encode arguments into a key and
+// results into Bytes, and hand both to a ToolCore, which runs one call end to
+// end: cache lookup, freshness, coalescing, admission (breaker, limiter),
+// attempts with timeouts, retries under a budget, stale-if-error, fallback,
+// and counting.
+//
+// A ToolCore is created once per wrapped tool (Create() validates the policy)
+// and shared by every copy of the wrapper; it is safe for concurrent use.
+// Blocking calls run on the caller's thread, except attempts with a timeout,
+// which run on the environment's executor so that the caller can stop waiting.
+
+#ifndef TOOLOPS_TOOL_CORE_H_
+#define TOOLOPS_TOOL_CORE_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "toolops/bytes.h"
+#include "toolops/clock.h"
+#include "toolops/environment.h"
+#include "toolops/function_ref.h"
+#include "toolops/policy.h"
+#include "toolops/stats.h"
+#include "toolops/status.h"
+#include "toolops/store.h"
+
+namespace toolops {
+
+// What a tool can learn about the call it is serving. In blocking tools,
+// CurrentCall() returns it (null outside a wrapped call).
+struct CallContext {
+  std::string_view tool;
+  // 1 for the first attempt.
+  int attempt = 1;
+  // The overall deadline; TimePoint::max() when there is none.
+  TimePoint deadline = TimePoint::max();
+  // Set when ToolOps stopped waiting for this attempt (it timed out): a tool
+  // that checks it can give up early. Never null inside a call.
+  const std::atomic<bool>* abandoned = nullptr;
+};
+
+// The context of the wrapped call running on this thread, or null.
+const CallContext* CurrentCall();
+
+// One upstream attempt at the level of bytes. Must be callable many times
+// (once per attempt) and from another thread than the caller's.
+using Upstream = std::function<Result<Bytes>(const CallContext&)>;
+// Used when everything else failed; receives the final error.
+using BytesFallback = std::function<Result<Bytes>(const Status&)>;
+
+class CallEngine;
+
+class ToolCore : public std::enable_shared_from_this<ToolCore> {
+ public:
+  // Validates `spec` and `policy` and resolves the store. Returns
+  // InvalidArgument (guard kPolicy) naming the bad field, or NotFound when the
+  // policy names a store that is not registered.
+  static Result<std::shared_ptr<ToolCore>> Create(ToolSpec spec, ToolPolicy policy,
+                                                  Environment env = Environment());
+  ~ToolCore();
+
+  const ToolSpec& spec() const;
+  const ToolPolicy& policy() const;
+  // True when results are cached (read-only tool with caching enabled).
+  bool caching() const;
+  // True when calls need a key (caching or coalescing).
+  bool keyed() const;
+  // The bytes every key of this tool starts with (tool name and version).
+  const std::string& key_prefix() const;
+
+  // Runs one call, blocking. `key` is the full canonical key (ignored when
+  // !keyed()). `make_upstream` is called at most once, only when the call must
+  // go upstream, so that a cache hit builds nothing.
+  Result<Bytes> Call(const KeyRef& key, FunctionRef<Upstream()> make_upstream);
+
+  // The fast path for runners that cannot use Call() (coroutines): on a fresh
+  // hit, counts the call and returns the value; otherwise counts nothing and
+  // returns nullopt, and the runner makes the full call.
+  std::optional<Bytes> TryFreshHit(const KeyRef& key);
+
+  // Sets the fallback used when a call fails after every other layer.
+  void SetFallback(BytesFallback fallback);
+
+  StatsSnapshot stats() const;
+  // "closed", "open" or "half_open".
+  std::string_view breaker_state() const;
+  // Number of keys in flight now.
+  size_t flights() const;
+
+  // Removes this tool's cached entries; returns how many.
+  size_t ClearCache();
+
+ private:
+  friend CallEngine& EngineOf(ToolCore& core);
+  explicit ToolCore(std::unique_ptr<CallEngine> engine);
+  std::unique_ptr<CallEngine> engine_;
+};
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_TOOL_CORE_H_

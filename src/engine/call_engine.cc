@@ -1,0 +1,249 @@
+// src/engine/call_engine.cc
+
+#include "engine/call_engine.h"
+
+#include <algorithm>
+#include <string>
+
+namespace toolops {
+namespace {
+
+thread_local const CallContext* current_call = nullptr;
+
+// Sets CurrentCall() for the duration of one attempt on this thread.
+class ScopedCall {
+ public:
+  explicit ScopedCall(const CallContext* ctx) : previous_(current_call) { current_call = ctx; }
+  ~ScopedCall() { current_call = previous_; }
+  ScopedCall(const ScopedCall&) = delete;
+  ScopedCall& operator=(const ScopedCall&) = delete;
+
+ private:
+  const CallContext* previous_;
+};
+
+std::string Millis(Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + "ms";
+}
+
+std::string KeyPrefix(const ToolSpec& spec) {
+  std::string prefix = spec.name;
+  prefix.push_back('\0');
+  prefix += spec.version;
+  prefix.push_back('\0');
+  return prefix;
+}
+
+}  // namespace
+
+const CallContext* CurrentCall() { return current_call; }
+
+Result<Bytes> InvokeUpstream(const Upstream& upstream, const CallContext& ctx) {
+  ScopedCall scoped(&ctx);
+  try {
+    return upstream(ctx);
+  } catch (const ToolError& e) {
+    return e.status();
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kUnknown, std::string("tool threw: ") + e.what(), Guard::kUpstream);
+  } catch (...) {
+    return Status(StatusCode::kUnknown, "tool threw a non-standard exception", Guard::kUpstream);
+  }
+}
+
+CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
+                       std::shared_ptr<Store> store)
+    : spec_(std::move(spec)),
+      policy_(std::move(policy)),
+      env_(env),
+      store_(std::move(store)),
+      caching_(store_ != nullptr),
+      coalescing_(policy_.kind == ToolKind::kReadonly && policy_.coalesce.enabled),
+      key_prefix_(KeyPrefix(spec_)),
+      stale_window_(
+          std::max(policy_.cache.stale_while_revalidate, policy_.cache.stale_if_error)),
+      flights_(std::max<size_t>(policy_.coalesce.max_flights, 1)),
+      breaker_(spec_.name, policy_.breaker, env_.clock),
+      limiter_(spec_.name, policy_.limit),
+      budget_(policy_.retry, env_.clock) {}
+
+CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
+  stats_.Add(Counter::kCalls);
+  Lookup out;
+  if (!caching_) return out;
+  TimePoint now = env_.clock->Now();
+  std::optional<StoredValue> entry = store_->Get(key, now);
+  if (!entry) return out;
+  if (now < entry->fresh_until) {
+    stats_.Add(Counter::kFreshHit);
+    out.kind = LookupKind::kFresh;
+    out.value = std::move(entry->value);
+  } else if (now < entry->fresh_until + policy_.cache.stale_while_revalidate) {
+    stats_.Add(Counter::kStaleHit);
+    out.kind = LookupKind::kRevalidate;
+    out.value = std::move(entry->value);
+  } else if (now < entry->fresh_until + policy_.cache.stale_if_error) {
+    out.stale = std::move(entry);
+  }
+  return out;
+}
+
+std::optional<Bytes> CallEngine::TryFreshHit(const KeyRef& key) {
+  if (!caching_) return std::nullopt;
+  TimePoint now = env_.clock->Now();
+  std::optional<StoredValue> entry = store_->Get(key, now);
+  if (!entry || now >= entry->fresh_until) return std::nullopt;
+  stats_.Add(Counter::kCalls);
+  stats_.Add(Counter::kFreshHit);
+  return std::move(entry->value);
+}
+
+std::optional<Bytes> CallEngine::Recheck(const KeyRef& key) {
+  if (!caching_) return std::nullopt;
+  TimePoint now = env_.clock->Now();
+  std::optional<StoredValue> entry = store_->Get(key, now);
+  if (entry && now < entry->fresh_until) return std::move(entry->value);
+  return std::nullopt;
+}
+
+TimePoint CallEngine::DeadlineFromNow() const {
+  return policy_.timeout.deadline > Duration::zero() ? env_.clock->Now() + policy_.timeout.deadline
+                                                     : TimePoint::max();
+}
+
+Duration CallEngine::LimiterWait(TimePoint deadline) const {
+  Duration wait = policy_.limit.max_wait;
+  if (deadline != TimePoint::max()) {
+    wait = std::min(wait, std::max(Duration::zero(), deadline - env_.clock->Now()));
+  }
+  return wait;
+}
+
+void CallEngine::BeginAttempt(int attempt) {
+  if (attempt == 1) {
+    budget_.RecordAttempt();
+  } else {
+    stats_.Add(Counter::kRetries);
+  }
+  stats_.Add(Counter::kAttempts);
+}
+
+void CallEngine::EndAttempt(const BreakerPermit& permit, const Result<Bytes>& result,
+                            Duration latency) {
+  if (result.ok()) {
+    breaker_.OnSuccess(permit.generation, latency);
+    return;
+  }
+  const Status& error = result.status();
+  if (error.guard() == Guard::kAttemptTimeout) stats_.Add(Counter::kAttemptTimeouts);
+  if (error.code() == StatusCode::kCancelled) {
+    breaker_.OnIgnored(permit.generation);
+  } else if (CountsAsFailure(error.code())) {
+    breaker_.OnFailure(permit.generation, latency);
+  } else {
+    // A definitive answer (NotFound, InvalidArgument, ...) means the tool works.
+    breaker_.OnSuccess(permit.generation, latency);
+  }
+}
+
+RetryDecision CallEngine::NextStep(const Status& error, int attempt, TimePoint deadline) {
+  return DecideRetry(spec_.name, policy_.retry, error, attempt, env_.clock->Now(), deadline,
+                     &budget_, *env_.random);
+}
+
+Duration CallEngine::AttemptLimit(TimePoint deadline, bool* deadline_bound) const {
+  Duration limit = policy_.timeout.attempt_timeout > Duration::zero()
+                       ? policy_.timeout.attempt_timeout
+                       : Duration::max();
+  *deadline_bound = false;
+  if (deadline != TimePoint::max()) {
+    Duration remaining = deadline - env_.clock->Now();
+    if (remaining < limit) {
+      limit = remaining;
+      *deadline_bound = true;
+    }
+  }
+  return limit;
+}
+
+Status CallEngine::AttemptTimedOut(int attempt, Duration limit, bool deadline_bound) const {
+  if (deadline_bound) {
+    return Status(StatusCode::kDeadlineExceeded,
+                  "tool '" + spec_.name + "': attempt " + std::to_string(attempt) +
+                      " was still running when the deadline of " +
+                      Millis(policy_.timeout.deadline) + " passed",
+                  Guard::kDeadline);
+  }
+  return Status(StatusCode::kDeadlineExceeded,
+                "tool '" + spec_.name + "': attempt " + std::to_string(attempt) +
+                    " took longer than the attempt timeout of " + Millis(limit),
+                Guard::kAttemptTimeout);
+}
+
+Status CallEngine::DeadlinePassedBeforeAttempt(int attempt) const {
+  return Status(StatusCode::kDeadlineExceeded,
+                "tool '" + spec_.name + "': the deadline of " + Millis(policy_.timeout.deadline) +
+                    " passed before attempt " + std::to_string(attempt) + " could start",
+                Guard::kDeadline);
+}
+
+Status CallEngine::DeadlinePassedWhileWaiting() const {
+  return Status(StatusCode::kDeadlineExceeded,
+                "tool '" + spec_.name + "': the deadline of " + Millis(policy_.timeout.deadline) +
+                    " passed while waiting for an identical call in flight",
+                Guard::kDeadline);
+}
+
+void CallEngine::StoreResult(const KeyRef& key, const Bytes& value) {
+  if (!caching_) return;
+  if (value.size() > policy_.cache.max_value_bytes) {
+    stats_.Add(Counter::kNotCached);
+    return;
+  }
+  TimePoint now = env_.clock->Now();
+  StoredValue stored{value, now + policy_.cache.ttl, now + policy_.cache.ttl + stale_window_};
+  Status status = store_->Put(key, stored, now);
+  if (!status.ok()) {
+    stats_.Add(status.code() == StatusCode::kResourceExhausted ? Counter::kNotCached
+                                                               : Counter::kStoreErrors);
+  }
+}
+
+Result<Bytes> CallEngine::Finish(Result<Bytes> result, Counter outcome,
+                                 std::optional<StoredValue> stale) {
+  if (result.ok()) {
+    stats_.Add(outcome);
+    return result;
+  }
+  if (stale && env_.clock->Now() < stale->fresh_until + policy_.cache.stale_if_error) {
+    stats_.Add(Counter::kStaleIfError);
+    return std::move(stale->value);
+  }
+  std::shared_ptr<const BytesFallback> fallback;
+  {
+    std::lock_guard<std::mutex> lock(fallback_mu_);
+    fallback = fallback_;
+  }
+  if (fallback) {
+    Result<Bytes> answer = (*fallback)(result.status());
+    if (answer.ok()) {
+      stats_.Add(Counter::kFallback);
+      return answer;
+    }
+  }
+  stats_.Add(outcome);
+  return result;
+}
+
+void CallEngine::SetFallback(BytesFallback fallback) {
+  auto shared = fallback ? std::make_shared<const BytesFallback>(std::move(fallback)) : nullptr;
+  std::lock_guard<std::mutex> lock(fallback_mu_);
+  fallback_ = std::move(shared);
+}
+
+bool CallEngine::CountsAsFailure(StatusCode code) const {
+  const auto& codes = policy_.breaker.failure_codes;
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+}  // namespace toolops

@@ -1,0 +1,137 @@
+// src/engine/call_engine.h
+//
+// CallEngine: the decisions of one tool's calls, as steps that a runner
+// drives. The blocking runner (tool_core.cc) and the Asio coroutine runner
+// (runner/asio_runner.cc) call the same steps in the same order and differ
+// only in how they wait: a thread that sleeps or blocks versus a coroutine
+// that suspends on a timer or a channel.
+//
+//   Lookup        -> fresh hit | stale-while-revalidate | miss (+ stale kept)
+//   Recheck       -> a leader's second look before it pays
+//   Admit         -> breaker permit (the runner then takes a limiter slot)
+//   BeginAttempt / EndAttempt -> counters, budget, breaker outcome
+//   NextStep      -> retry after a delay, or stop with the final status
+//   StoreResult   -> cache a success
+//   Finish        -> stale-if-error, fallback, the one outcome counter
+//
+// Safe for concurrent use; every member is either constant after
+// construction or itself thread-safe.
+
+#ifndef TOOLOPS_ENGINE_CALL_ENGINE_H_
+#define TOOLOPS_ENGINE_CALL_ENGINE_H_
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "engine/breaker.h"
+#include "engine/flight.h"
+#include "engine/limiter.h"
+#include "engine/retry.h"
+#include "engine/retry_budget.h"
+#include "toolops/tool_core.h"
+
+namespace toolops {
+
+class CallEngine {
+ public:
+  CallEngine(ToolSpec spec, ToolPolicy policy, Environment env, std::shared_ptr<Store> store);
+
+  enum class LookupKind { kFresh, kRevalidate, kMiss };
+  struct Lookup {
+    LookupKind kind = LookupKind::kMiss;
+    // The value served for kFresh and kRevalidate.
+    Bytes value;
+    // On a miss: an entry still inside its stale-if-error window.
+    std::optional<StoredValue> stale;
+  };
+
+  // Counts the call and looks the key up. Counts fresh and stale hits.
+  Lookup LookupKey(const KeyRef& key);
+
+  // A fresh hit, counted as a call and a hit; nullopt (nothing counted) otherwise.
+  std::optional<Bytes> TryFreshHit(const KeyRef& key);
+
+  // A leader's second look: a call that finished between the first lookup and
+  // the taking of the lead has stored its result.
+  std::optional<Bytes> Recheck(const KeyRef& key);
+
+  // The overall deadline of a call starting now, or TimePoint::max().
+  TimePoint DeadlineFromNow() const;
+
+  // Breaker admission for one attempt.
+  BreakerPermit Admit() { return breaker_.TryAcquire(); }
+  // Longest wait for a limiter slot given the deadline.
+  Duration LimiterWait(TimePoint deadline) const;
+
+  // An attempt is starting (after admission and a limiter slot).
+  void BeginAttempt(int attempt);
+  // An attempt ended: records the breaker outcome and attempt counters.
+  void EndAttempt(const BreakerPermit& permit, const Result<Bytes>& result, Duration latency);
+
+  // After a failed attempt: retry (with the wait before it) or stop.
+  RetryDecision NextStep(const Status& error, int attempt, TimePoint deadline);
+
+  // The per-attempt time limit: min(attempt timeout, time to the deadline).
+  // Duration::max() when neither applies; zero or less when the deadline has
+  // already passed. `deadline_bound` tells which of the two set it.
+  Duration AttemptLimit(TimePoint deadline, bool* deadline_bound) const;
+  Status AttemptTimedOut(int attempt, Duration limit, bool deadline_bound) const;
+  Status DeadlinePassedBeforeAttempt(int attempt) const;
+  Status DeadlinePassedWhileWaiting() const;
+
+  void StoreResult(const KeyRef& key, const Bytes& value);
+
+  // Ends a call: applies stale-if-error and the fallback to a failure, and
+  // adds the call's one outcome counter.
+  Result<Bytes> Finish(Result<Bytes> result, Counter outcome, std::optional<StoredValue> stale);
+
+  const ToolSpec& spec() const { return spec_; }
+  const ToolPolicy& policy() const { return policy_; }
+  const Environment& env() const { return env_; }
+  bool caching() const { return caching_; }
+  bool coalescing() const { return coalescing_; }
+  bool keyed() const { return caching_ || coalescing_; }
+  const std::string& key_prefix() const { return key_prefix_; }
+  Store* store() const { return store_.get(); }
+
+  FlightTable& flights() { return flights_; }
+  CircuitBreaker& breaker() { return breaker_; }
+  ConcurrencyLimiter& limiter() { return limiter_; }
+  ToolStats& stats() { return stats_; }
+
+  void SetFallback(BytesFallback fallback);
+
+ private:
+  bool CountsAsFailure(StatusCode code) const;
+
+  const ToolSpec spec_;
+  const ToolPolicy policy_;
+  const Environment env_;
+  const std::shared_ptr<Store> store_;
+  const bool caching_;
+  const bool coalescing_;
+  const std::string key_prefix_;
+  const Duration stale_window_;
+
+  FlightTable flights_;
+  CircuitBreaker breaker_;
+  ConcurrencyLimiter limiter_;
+  RetryBudget budget_;
+  ToolStats stats_;
+
+  std::mutex fallback_mu_;
+  std::shared_ptr<const BytesFallback> fallback_;  // Guarded by fallback_mu_.
+};
+
+// Runs one upstream attempt on this thread with CurrentCall() set, turning
+// exceptions into statuses.
+Result<Bytes> InvokeUpstream(const Upstream& upstream, const CallContext& ctx);
+
+// For runners: the engine behind a ToolCore.
+CallEngine& EngineOf(ToolCore& core);
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_ENGINE_CALL_ENGINE_H_

@@ -1,0 +1,257 @@
+// src/runner/asio_runner.cc
+//
+// The coroutine runner: the engine's steps driven by an Asio coroutine.
+// Every wait suspends on a steady_timer or a channel instead of blocking a
+// thread. Work shared with other callers (a flight's upstream call, an
+// attempt with a time limit, a background refresh) runs in its own detached
+// coroutine, so that a caller who leaves never cancels it.
+
+#include <asio/detached.hpp>
+#include <asio/version.hpp>
+#if ASIO_VERSION >= 102400
+#include <asio/as_tuple.hpp>
+#else
+#include <asio/experimental/as_tuple.hpp>
+#endif
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include "engine/call_engine.h"
+#include "toolops/asio.h"
+
+namespace toolops {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+// The bool carries nothing: Asio 1.22 cannot instantiate a channel whose
+// signature is void(error_code) alone.
+using Signal = asio::experimental::concurrent_channel<void(asio::error_code, bool)>;
+// as_tuple left the experimental namespace in Asio 1.24 (Debian 13 has 1.30,
+// Debian 12 has 1.22).
+#if ASIO_VERSION >= 102400
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+#else
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+#endif
+
+// Waits until `signal` receives a message or `timeout` passes (Duration::max:
+// no limit). Returns true when the message came first.
+asio::awaitable<bool> ReceiveWithin(Signal& signal, Duration timeout) {
+  if (timeout == Duration::max()) {
+    auto [ec, unused] = co_await signal.async_receive(kNoThrow);
+    co_return !ec;
+  }
+  if (timeout <= Duration::zero()) co_return signal.ready();
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto first = co_await (signal.async_receive(kNoThrow) || timer.async_wait(kNoThrow));
+  co_return first.index() == 0 && !std::get<0>(std::get<0>(first));
+}
+
+asio::awaitable<void> Sleep(Duration d) {
+  if (d <= Duration::zero()) co_return;
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(kNoThrow);
+}
+
+// Waits for `flight` to complete, at most `timeout`. Leaves cleanly (the
+// callback removed) on timeout or when this coroutine is cancelled.
+asio::awaitable<std::optional<Result<Bytes>>> AwaitFlight(std::shared_ptr<Flight> flight,
+                                                          Duration timeout) {
+  auto signal = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+  uint64_t id = flight->Subscribe(
+      [signal](const Result<Bytes>&) { signal->try_send(asio::error_code(), true); });
+  if (id == 0) co_return flight->result();
+  struct Unsubscribe {
+    Flight* flight;
+    uint64_t id;
+    ~Unsubscribe() { flight->Unsubscribe(id); }
+  } unsubscribe{flight.get(), id};
+  bool done = co_await ReceiveWithin(*signal, timeout);
+  if (!done && !flight->done()) co_return std::nullopt;
+  co_return flight->result();
+}
+
+// Takes a limiter slot, waiting up to `max_wait`.
+asio::awaitable<Status> AcquireSlot(CallEngine& engine, Duration max_wait) {
+  ConcurrencyLimiter& limiter = engine.limiter();
+  if (max_wait <= Duration::zero()) {
+    co_return limiter.TryAcquire() ? Status() : limiter.RejectionStatus(Duration::zero());
+  }
+  auto signal = std::make_shared<Signal>(co_await asio::this_coro::executor, 1);
+  ConcurrencyLimiter::Ticket ticket =
+      limiter.Enqueue([signal] { signal->try_send(asio::error_code(), true); });
+  if (ticket == 0) co_return Status();
+  if (co_await ReceiveWithin(*signal, max_wait)) co_return Status();
+  // Timed out, unless the slot was handed over just now: then it is ours.
+  if (!limiter.Cancel(ticket)) co_return Status();
+  co_return limiter.RejectionStatus(max_wait);
+}
+
+// One attempt, with its time limit. The attempt runs in a detached coroutine
+// that reports through a flight-like box, so that a timeout abandons it at
+// once even when the tool ignores cancellation.
+struct AttemptBox {
+  explicit AttemptBox(asio::any_io_executor executor) : signal(executor, 1) {}
+  Signal signal;
+  std::optional<Result<Bytes>> result;  // Written before the signal is sent.
+  std::atomic<bool> abandoned{false};
+};
+
+asio::awaitable<void> RunDetachedAttempt(std::shared_ptr<const AsyncUpstream> upstream,
+                                         std::string tool, int attempt, TimePoint deadline,
+                                         std::shared_ptr<AttemptBox> box) {
+  CallContext ctx{tool, attempt, deadline, &box->abandoned};
+  Result<Bytes> result = Status();
+  try {
+    result = co_await (*upstream)(ctx);
+  } catch (const ToolError& e) {
+    result = e.status();
+  } catch (const std::exception& e) {
+    result = Status(StatusCode::kUnknown, std::string("tool threw: ") + e.what(),
+                    Guard::kUpstream);
+  }
+  box->result.emplace(std::move(result));
+  box->signal.try_send(asio::error_code(), true);
+}
+
+asio::awaitable<Result<Bytes>> RunOneAttempt(CallEngine& engine,
+                                             std::shared_ptr<const AsyncUpstream> upstream,
+                                             int attempt, TimePoint deadline) {
+  bool deadline_bound = false;
+  Duration limit = engine.AttemptLimit(deadline, &deadline_bound);
+  if (limit <= Duration::zero()) co_return engine.DeadlinePassedBeforeAttempt(attempt);
+  auto executor = co_await asio::this_coro::executor;
+  auto box = std::make_shared<AttemptBox>(executor);
+  asio::co_spawn(executor,
+                 RunDetachedAttempt(upstream, engine.spec().name, attempt, deadline, box),
+                 asio::detached);
+  if (co_await ReceiveWithin(box->signal, limit)) co_return std::move(*box->result);
+  box->abandoned.store(true, std::memory_order_relaxed);
+  co_return engine.AttemptTimedOut(attempt, limit, deadline_bound);
+}
+
+asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
+                                           std::shared_ptr<const AsyncUpstream> upstream,
+                                           TimePoint deadline, Counter* outcome) {
+  Status last_error;
+  for (int attempt = 1;; ++attempt) {
+    BreakerPermit permit = engine.Admit();
+    if (!permit.allowed) {
+      *outcome = Counter::kRejectedByBreaker;
+      if (attempt == 1) co_return permit.rejection;
+      co_return permit.rejection.WithContext("retry stopped (last error: " +
+                                             last_error.ToString() + ")");
+    }
+    if (Status slot = co_await AcquireSlot(engine, engine.LimiterWait(deadline)); !slot.ok()) {
+      engine.breaker().OnIgnored(permit.generation);
+      *outcome = Counter::kRejectedByLimiter;
+      co_return slot;
+    }
+    engine.BeginAttempt(attempt);
+    TimePoint started = engine.env().clock->Now();
+    Result<Bytes> result = co_await RunOneAttempt(engine, upstream, attempt, deadline);
+    engine.limiter().Release();
+    engine.EndAttempt(permit, result, engine.env().clock->Now() - started);
+    if (result.ok()) {
+      *outcome = Counter::kUpstreamSuccess;
+      co_return result;
+    }
+    last_error = result.status();
+    RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
+    if (!decision.retry) {
+      *outcome = decision.final_status.guard() == Guard::kRetryBudget
+                     ? Counter::kRejectedByBudget
+                     : Counter::kUpstreamError;
+      co_return decision.final_status;
+    }
+    co_await Sleep(decision.delay);
+  }
+}
+
+// Leads one upstream call for a key: the second look, the attempts, the
+// store, then the flight's waiters. Runs detached; owns what it uses.
+struct LeadState {
+  std::atomic<Counter> outcome{Counter::kUpstreamError};
+};
+
+asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes, uint64_t hash,
+                           std::shared_ptr<const AsyncUpstream> upstream, TimePoint deadline,
+                           std::shared_ptr<Flight> flight, std::shared_ptr<LeadState> state) {
+  CallEngine& engine = EngineOf(*core);
+  KeyRef key{key_bytes, hash};
+  Counter outcome = Counter::kUpstreamError;
+  Result<Bytes> result = Status();
+  if (std::optional<Bytes> stored = engine.Recheck(key)) {
+    outcome = Counter::kFreshHit;
+    result = std::move(*stored);
+  } else {
+    result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+    if (result.ok()) engine.StoreResult(key, result.value());
+  }
+  if (state) state->outcome.store(outcome, std::memory_order_release);
+  engine.flights().Finish(key, flight, std::move(result));
+}
+
+}  // namespace
+
+asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::string key_bytes,
+                                         std::shared_ptr<const AsyncUpstream> upstream) {
+  CallEngine& engine = EngineOf(*core);
+  auto executor = co_await asio::this_coro::executor;
+  KeyRef key = KeyRef::Of(key_bytes);
+
+  CallEngine::Lookup found = engine.LookupKey(key);
+  if (found.kind == CallEngine::LookupKind::kFresh) co_return std::move(found.value);
+  if (found.kind == CallEngine::LookupKind::kRevalidate) {
+    FlightTable::Joined joined = engine.flights().JoinOrLead(key);
+    if (joined.flight != nullptr && joined.leader) {
+      engine.stats().Add(Counter::kBackgroundRefresh);
+      asio::co_spawn(executor,
+                     Lead(core, key_bytes, key.hash, upstream, engine.DeadlineFromNow(),
+                          joined.flight, nullptr),
+                     asio::detached);
+    }
+    co_return std::move(found.value);
+  }
+
+  TimePoint deadline = engine.DeadlineFromNow();
+  Counter outcome = Counter::kUpstreamError;
+  Result<Bytes> result = Status();
+  FlightTable::Joined joined;
+  if (engine.coalescing()) {
+    joined = engine.flights().JoinOrLead(key);
+    if (joined.flight == nullptr) engine.stats().Add(Counter::kFlightOverflow);
+  }
+  if (joined.flight == nullptr) {
+    // Not coalesced: this caller does the work itself.
+    result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+    if (result.ok()) engine.StoreResult(key, result.value());
+    co_return engine.Finish(std::move(result), outcome, std::move(found.stale));
+  }
+
+  std::shared_ptr<LeadState> lead;
+  if (joined.leader) {
+    lead = std::make_shared<LeadState>();
+    asio::co_spawn(executor,
+                   Lead(core, key_bytes, key.hash, upstream, deadline, joined.flight, lead),
+                   asio::detached);
+  }
+  Duration wait = deadline == TimePoint::max() ? Duration::max()
+                                               : deadline - engine.env().clock->Now();
+  std::optional<Result<Bytes>> shared = co_await AwaitFlight(joined.flight, wait);
+  if (!shared) {
+    result = engine.DeadlinePassedWhileWaiting();
+  } else {
+    result = std::move(*shared);
+    if (lead) {
+      outcome = lead->outcome.load(std::memory_order_acquire);
+    } else {
+      outcome = result.ok() ? Counter::kCoalesced : Counter::kUpstreamError;
+    }
+  }
+  co_return engine.Finish(std::move(result), outcome, std::move(found.stale));
+}
+
+}  // namespace toolops

@@ -1,0 +1,227 @@
+// src/runner/tool_core.cc
+//
+// ToolCore and its blocking runner. The caller's thread drives the engine's
+// steps; it sleeps between retries on the injected clock, blocks on the
+// flight of a key another thread leads, and blocks on the limiter. Attempts
+// with a time limit run on the executor so that the caller can stop waiting;
+// a background refresh runs on the executor too.
+
+#include "toolops/tool_core.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "engine/call_engine.h"
+
+namespace toolops {
+namespace {
+
+// Where a timed attempt running on the executor meets the caller waiting for
+// it. Shared by both; whoever finishes last frees it.
+struct TimedAttempt {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<Bytes>> result;
+  std::atomic<bool> abandoned{false};
+};
+
+Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upstream>& upstream,
+                            int attempt, TimePoint deadline) {
+  bool deadline_bound = false;
+  Duration limit = engine.AttemptLimit(deadline, &deadline_bound);
+  if (limit <= Duration::zero()) return engine.DeadlinePassedBeforeAttempt(attempt);
+
+  // No time limit: the attempt runs on the caller's thread.
+  if (limit == Duration::max()) {
+    std::atomic<bool> abandoned{false};
+    CallContext ctx{engine.spec().name, attempt, deadline, &abandoned};
+    return InvokeUpstream(*upstream, ctx);
+  }
+
+  // Timed: run on the executor and wait at most `limit` of real time. An
+  // abandoned attempt finishes in the background and its result is dropped.
+  auto timed = std::make_shared<TimedAttempt>();
+  engine.env().executor->Submit(
+      [timed, upstream, tool = engine.spec().name, attempt, deadline] {
+        CallContext ctx{tool, attempt, deadline, &timed->abandoned};
+        Result<Bytes> r = InvokeUpstream(*upstream, ctx);
+        std::lock_guard<std::mutex> lock(timed->mu);
+        timed->result.emplace(std::move(r));
+        timed->cv.notify_all();
+      });
+  std::unique_lock<std::mutex> lock(timed->mu);
+  if (timed->cv.wait_for(lock, limit, [&] { return timed->result.has_value(); })) {
+    return std::move(*timed->result);
+  }
+  timed->abandoned.store(true, std::memory_order_relaxed);
+  return engine.AttemptTimedOut(attempt, limit, deadline_bound);
+}
+
+// All attempts of one upstream call: admission, attempt, retry decision.
+Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoint deadline,
+                          Counter* outcome) {
+  auto shared_upstream = std::make_shared<const Upstream>(upstream);
+  Status last_error;
+  for (int attempt = 1;; ++attempt) {
+    // Admission: the breaker, then a concurrency slot. Every attempt, retries
+    // included, passes both.
+    BreakerPermit permit = engine.Admit();
+    if (!permit.allowed) {
+      *outcome = Counter::kRejectedByBreaker;
+      if (attempt == 1) return permit.rejection;
+      return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
+                                          ")");
+    }
+    if (Status slot = engine.limiter().AcquireBlocking(engine.LimiterWait(deadline));
+        !slot.ok()) {
+      engine.breaker().OnIgnored(permit.generation);
+      *outcome = Counter::kRejectedByLimiter;
+      return slot;
+    }
+    engine.BeginAttempt(attempt);
+    TimePoint started = engine.env().clock->Now();
+    Result<Bytes> result = RunOneAttempt(engine, shared_upstream, attempt, deadline);
+    engine.limiter().Release();
+    engine.EndAttempt(permit, result, engine.env().clock->Now() - started);
+    if (result.ok()) {
+      *outcome = Counter::kUpstreamSuccess;
+      return result;
+    }
+
+    last_error = result.status();
+    RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
+    if (!decision.retry) {
+      *outcome = decision.final_status.guard() == Guard::kRetryBudget
+                     ? Counter::kRejectedByBudget
+                     : Counter::kUpstreamError;
+      return decision.final_status;
+    }
+    engine.env().clock->SleepFor(decision.delay);
+  }
+}
+
+// Leads one upstream call for `key`: a second look at the store, then the
+// attempts, then the result stored.
+Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
+                   TimePoint deadline, Counter* outcome) {
+  if (std::optional<Bytes> stored = engine.Recheck(key)) {
+    *outcome = Counter::kFreshHit;
+    return std::move(*stored);
+  }
+  Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
+  if (result.ok()) engine.StoreResult(key, result.value());
+  return result;
+}
+
+// Starts the one background refresh of `key`, unless a call for it is already
+// in flight (that call will store a fresh value).
+void StartRefresh(ToolCore& core, const KeyRef& key, Upstream upstream) {
+  CallEngine& engine = EngineOf(core);
+  FlightTable::Joined joined = engine.flights().JoinOrLead(key);
+  if (joined.flight == nullptr || !joined.leader) return;
+  engine.stats().Add(Counter::kBackgroundRefresh);
+  // The task keeps the core alive until the refresh has finished.
+  engine.env().executor->Submit([core = core.shared_from_this(), owned_key = std::string(key.bytes),
+                                 hash = key.hash, upstream = std::move(upstream),
+                                 flight = std::move(joined.flight)] {
+    CallEngine& engine = EngineOf(*core);
+    KeyRef key{owned_key, hash};
+    Counter ignored;
+    Result<Bytes> result = RunAttempts(engine, upstream, engine.DeadlineFromNow(), &ignored);
+    if (result.ok()) engine.StoreResult(key, result.value());
+    engine.flights().Finish(key, flight, std::move(result));
+  });
+}
+
+}  // namespace
+
+CallEngine& EngineOf(ToolCore& core) { return *core.engine_; }
+
+Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_upstream) {
+  CallEngine& engine = *engine_;
+
+  // Lookup: a fresh hit ends here.
+  CallEngine::Lookup found = engine.LookupKey(key);
+  if (found.kind == CallEngine::LookupKind::kFresh) return std::move(found.value);
+  if (found.kind == CallEngine::LookupKind::kRevalidate) {
+    StartRefresh(*this, key, make_upstream());
+    return std::move(found.value);
+  }
+
+  // Miss: lead the key's flight or wait for it.
+  Upstream upstream = make_upstream();
+  TimePoint deadline = engine.DeadlineFromNow();
+  Counter outcome = Counter::kUpstreamError;
+  Result<Bytes> result = Status();
+  FlightTable::Joined joined;
+  if (engine.coalescing()) {
+    joined = engine.flights().JoinOrLead(key);
+    if (joined.flight == nullptr) engine.stats().Add(Counter::kFlightOverflow);
+  }
+  if (joined.flight != nullptr && !joined.leader) {
+    Duration wait = deadline == TimePoint::max() ? Duration::max()
+                                                 : deadline - engine.env().clock->Now();
+    std::optional<Result<Bytes>> shared;
+    if (wait > Duration::zero()) shared = joined.flight->WaitFor(wait);
+    if (shared) {
+      result = std::move(*shared);
+      // A shared failure saved nothing: it counts as the error it is.
+      outcome = result.ok() ? Counter::kCoalesced : Counter::kUpstreamError;
+    } else {
+      result = engine.DeadlinePassedWhileWaiting();
+    }
+  } else {
+    result = Lead(engine, key, upstream, deadline, &outcome);
+    if (joined.flight != nullptr) engine.flights().Finish(key, joined.flight, result);
+  }
+  return engine.Finish(std::move(result), outcome, std::move(found.stale));
+}
+
+Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy policy,
+                                                   Environment env) {
+  if (Status s = Validate(spec, policy); !s.ok()) return s;
+  if (env.clock == nullptr || env.random == nullptr || env.stores == nullptr ||
+      env.executor == nullptr) {
+    return Status(StatusCode::kInvalidArgument,
+                  "tool '" + spec.name +
+                      "': the environment has a null clock, random source, store registry or "
+                      "executor",
+                  Guard::kPolicy);
+  }
+  std::shared_ptr<Store> store;
+  if (policy.kind == ToolKind::kReadonly && policy.cache.enabled) {
+    Result<std::shared_ptr<Store>> found = env.stores->Get(policy.cache.store);
+    if (!found.ok()) return found.status().WithContext("tool '" + spec.name + "'");
+    store = std::move(found).value();
+  }
+  auto engine =
+      std::make_unique<CallEngine>(std::move(spec), std::move(policy), env, std::move(store));
+  return std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
+}
+
+ToolCore::ToolCore(std::unique_ptr<CallEngine> engine) : engine_(std::move(engine)) {}
+ToolCore::~ToolCore() = default;
+
+std::optional<Bytes> ToolCore::TryFreshHit(const KeyRef& key) {
+  return engine_->TryFreshHit(key);
+}
+
+const ToolSpec& ToolCore::spec() const { return engine_->spec(); }
+const ToolPolicy& ToolCore::policy() const { return engine_->policy(); }
+bool ToolCore::caching() const { return engine_->caching(); }
+bool ToolCore::keyed() const { return engine_->keyed(); }
+const std::string& ToolCore::key_prefix() const { return engine_->key_prefix(); }
+void ToolCore::SetFallback(BytesFallback fallback) { engine_->SetFallback(std::move(fallback)); }
+StatsSnapshot ToolCore::stats() const { return engine_->stats().Snapshot(); }
+std::string_view ToolCore::breaker_state() const {
+  return BreakerStateName(engine_->breaker().state());
+}
+size_t ToolCore::flights() const { return engine_->flights().size(); }
+
+size_t ToolCore::ClearCache() {
+  if (!engine_->caching()) return 0;
+  return engine_->store()->EraseByPrefix(engine_->key_prefix());
+}
+
+}  // namespace toolops
