@@ -57,13 +57,13 @@ BENCHMARK(BM_BaselineMapFind)->Threads(1)->Threads(2)->UseRealTime();
 
 // A tool wrapped once per result type and shared by every benchmark thread.
 template <typename R>
-Tool<R(std::string)>& SharedTool() {
+Tool<R(const std::string&)>& SharedTool() {
   static auto* tool = [] {
     ToolPolicy policy;
     policy.cache.ttl = std::chrono::hours(1);
-    auto* t = new Tool<R(std::string)>(Readonly(
+    auto* t = new Tool<R(const std::string&)>(Readonly(
         {std::is_same_v<R, Bytes> ? "search_bytes" : "search", "1", {"query"}}, policy,
-        [](std::string q) -> R {
+        [](const std::string& q) -> R {
           if constexpr (std::is_same_v<R, Bytes>) {
             return Bytes::Copy(Answer(q));
           } else {
@@ -78,7 +78,7 @@ Tool<R(std::string)>& SharedTool() {
 
 template <typename R>
 void WrappedHit(benchmark::State& state) {
-  Tool<R(std::string)>& tool = SharedTool<R>();
+  Tool<R(const std::string&)>& tool = SharedTool<R>();
   std::vector<std::string> queries;
   for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
   size_t i = 0;

@@ -28,6 +28,11 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual TimePoint Now() const = 0;
+  // The same clock read cheaply, possibly lagging Now() by a few
+  // milliseconds (one kernel tick). Used for freshness checks on the cache-hit
+  // path, where an entry served a tick past its TTL does no harm and a precise
+  // read would cost as much as the rest of the hit.
+  virtual TimePoint NowCoarse() const { return Now(); }
   // Blocks the calling thread for `d` of this clock's time.
   virtual void SleepFor(Duration d) = 0;
 };

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "toolops/clock.h"
@@ -159,6 +160,11 @@ struct ToolPolicy {
 // order. Parameter names are needed only when the policy names parameters
 // (key_params, sensitive_params, scope_param).
 struct ToolSpec {
+  ToolSpec() = default;
+  ToolSpec(std::string name, std::string version = "1", std::vector<std::string> params = {})
+      : name(std::move(name)), version(std::move(version)), params(std::move(params)) {}
+  ToolSpec(const char* name) : ToolSpec(std::string(name)) {}  // NOLINT: {"name"} reads well
+
   std::string name;
   std::string version = "1";
   std::vector<std::string> params;

@@ -19,9 +19,9 @@
 namespace toolops {
 
 // Every counter a tool keeps. Each call ends in exactly one of the "outcome"
-// counters (kFreshHit .. kRejectedByBudget, kFallback); the others count events.
+// counters (kFreshHit .. kFallback); the others count events.
 enum class Counter : uint8_t {
-  kCalls,              // Calls made to the wrapped tool.
+  kCalls,              // Calls finished: the sum of the outcomes (never added directly).
   kFreshHit,           // Served from a fresh cache entry.
   kStaleHit,           // Served stale while one background refresh runs.
   kStaleIfError,       // Upstream failed; a stale entry was served instead.
@@ -70,6 +70,7 @@ class ToolStats {
   ToolStats(const ToolStats&) = delete;
   ToolStats& operator=(const ToolStats&) = delete;
 
+  // REQUIRES: counter != kCalls (it is derived).
   void Add(Counter counter, uint64_t n = 1) {
     Slot& slot = slots_[ThreadSlot()];
     slot.values[static_cast<size_t>(counter)].fetch_add(n, std::memory_order_relaxed);

@@ -120,6 +120,10 @@ Status NotFoundError(std::string message);
 // The exception thrown by the same-signature form of a wrapped tool, and the
 // one a tool may throw to report a classified error. Exceptions are used only
 // at this edge; inside the library errors are Status values.
+// The error a Result holds when it was (wrongly) built from an OK status.
+// Built once; copies share it.
+const Status& MisuseStatus();
+
 class ToolError : public std::runtime_error {
  public:
   explicit ToolError(Status status);
@@ -135,8 +139,7 @@ class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
-    if (status_.ok()) status_ = Status(StatusCode::kInternal, "Result built from an OK status",
-                                       Guard::kNone);
+    if (status_.ok()) status_ = MisuseStatus();
   }
 
   bool ok() const { return value_.has_value(); }

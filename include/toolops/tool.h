@@ -206,16 +206,14 @@ class Tool<R(Args...)> {
         return ResultCodec<R>::Encode(r.value());
       };
     };
-    Result<Bytes> bytes = Status();
-    if (core_->keyed()) {
+    Result<Bytes> bytes = [&] {
+      if (!core_->keyed()) return core_->Call(KeyRef{}, make_upstream);
       internal::KeyBufferLease lease;
       std::string& key = lease.get();
       key.assign(core_->key_prefix());
       internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
-      bytes = core_->Call(KeyRef::Of(key), make_upstream);
-    } else {
-      bytes = core_->Call(KeyRef{}, make_upstream);
-    }
+      return core_->Call(KeyRef::Of(key), make_upstream);
+    }();
     if (!bytes.ok()) return bytes.status();
     return ResultCodec<R>::Decode(bytes.value());
   }

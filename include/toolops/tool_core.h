@@ -92,6 +92,8 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   std::string_view breaker_state() const;
   // Number of keys in flight now.
   size_t flights() const;
+  // Callers waiting now for a call another caller leads.
+  size_t waiting() const;
 
   // Removes this tool's cached entries; returns how many.
   size_t ClearCache();

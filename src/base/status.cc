@@ -91,6 +91,12 @@ Status NotFoundError(std::string message) {
   return Status(StatusCode::kNotFound, std::move(message), Guard::kUpstream);
 }
 
+const Status& MisuseStatus() {
+  static const Status* status =
+      new Status(StatusCode::kInternal, "Result built from an OK status", Guard::kNone);
+  return *status;
+}
+
 ToolError::ToolError(Status status) : std::runtime_error(status.ToString()), status_(std::move(status)) {}
 
 }  // namespace toolops

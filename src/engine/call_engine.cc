@@ -68,10 +68,9 @@ CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
       budget_(policy_.retry, env_.clock) {}
 
 CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
-  stats_.Add(Counter::kCalls);
   Lookup out;
   if (!caching_) return out;
-  TimePoint now = env_.clock->Now();
+  TimePoint now = env_.clock->NowCoarse();
   std::optional<StoredValue> entry = store_->Get(key, now);
   if (!entry) return out;
   if (now < entry->fresh_until) {
@@ -90,10 +89,9 @@ CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
 
 std::optional<Bytes> CallEngine::TryFreshHit(const KeyRef& key) {
   if (!caching_) return std::nullopt;
-  TimePoint now = env_.clock->Now();
+  TimePoint now = env_.clock->NowCoarse();
   std::optional<StoredValue> entry = store_->Get(key, now);
   if (!entry || now >= entry->fresh_until) return std::nullopt;
-  stats_.Add(Counter::kCalls);
   stats_.Add(Counter::kFreshHit);
   return std::move(entry->value);
 }

@@ -47,10 +47,10 @@ class CallEngine {
     std::optional<StoredValue> stale;
   };
 
-  // Counts the call and looks the key up. Counts fresh and stale hits.
+  // Looks the key up. Counts fresh and stale hits (each is the call's outcome).
   Lookup LookupKey(const KeyRef& key);
 
-  // A fresh hit, counted as a call and a hit; nullopt (nothing counted) otherwise.
+  // A fresh hit, counted; nullopt (nothing counted) otherwise.
   std::optional<Bytes> TryFreshHit(const KeyRef& key);
 
   // A leader's second look: a call that finished between the first lookup and

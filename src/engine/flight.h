@@ -89,6 +89,12 @@ class FlightTable {
 
   size_t size() const { return size_.load(std::memory_order_relaxed); }
 
+  // Callers waiting on a flight of this table right now (not counting leaders).
+  size_t waiting() const { return waiting_.load(std::memory_order_relaxed); }
+  // Callers of this table use these around a wait, so that waiting() is right.
+  void AddWaiter() { waiting_.fetch_add(1, std::memory_order_relaxed); }
+  void RemoveWaiter() { waiting_.fetch_sub(1, std::memory_order_relaxed); }
+
  private:
   static constexpr size_t kShards = 64;
   struct Shard {
@@ -99,6 +105,7 @@ class FlightTable {
 
   const size_t max_flights_;
   std::atomic<size_t> size_{0};
+  std::atomic<size_t> waiting_{0};
   std::unique_ptr<Shard[]> shards_;
 };
 

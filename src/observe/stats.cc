@@ -56,6 +56,15 @@ StatsSnapshot ToolStats::Snapshot() const {
       out.values[i] += slot.values[i].load(std::memory_order_relaxed);
     }
   }
+  // Every finished call added exactly one outcome; their sum is the calls.
+  constexpr Counter kOutcomes[] = {
+      Counter::kFreshHit,          Counter::kStaleHit,          Counter::kStaleIfError,
+      Counter::kCoalesced,         Counter::kUpstreamSuccess,   Counter::kUpstreamError,
+      Counter::kRejectedByBreaker, Counter::kRejectedByLimiter, Counter::kRejectedByBudget,
+      Counter::kFallback};
+  uint64_t calls = 0;
+  for (Counter c : kOutcomes) calls += out[c];
+  out.values[static_cast<size_t>(Counter::kCalls)] = calls;
   return out;
 }
 

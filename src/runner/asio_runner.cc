@@ -240,7 +240,9 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   }
   Duration wait = deadline == TimePoint::max() ? Duration::max()
                                                : deadline - engine.env().clock->Now();
+  engine.flights().AddWaiter();
   std::optional<Result<Bytes>> shared = co_await AwaitFlight(joined.flight, wait);
+  engine.flights().RemoveWaiter();
   if (!shared) {
     result = engine.DeadlinePassedWhileWaiting();
   } else {

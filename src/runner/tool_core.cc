@@ -163,7 +163,11 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_ups
     Duration wait = deadline == TimePoint::max() ? Duration::max()
                                                  : deadline - engine.env().clock->Now();
     std::optional<Result<Bytes>> shared;
-    if (wait > Duration::zero()) shared = joined.flight->WaitFor(wait);
+    if (wait > Duration::zero()) {
+      engine.flights().AddWaiter();
+      shared = joined.flight->WaitFor(wait);
+      engine.flights().RemoveWaiter();
+    }
     if (shared) {
       result = std::move(*shared);
       // A shared failure saved nothing: it counts as the error it is.
@@ -218,6 +222,7 @@ std::string_view ToolCore::breaker_state() const {
   return BreakerStateName(engine_->breaker().state());
 }
 size_t ToolCore::flights() const { return engine_->flights().size(); }
+size_t ToolCore::waiting() const { return engine_->flights().waiting(); }
 
 size_t ToolCore::ClearCache() {
   if (!engine_->caching()) return 0;

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Runs the core benchmarks and prints the core's figures.
+
+Every speed figure is a ratio against a baseline measured in the same run of
+the same binary, so that a noisy shared machine moves both sides together.
+CPU time per operation is used for single-thread costs; throughput (items per
+second of wall time) for the scaling figure.
+
+    python3 bench/core_figures.py [--build DIR] [--repetitions N] [--json FILE]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+
+def run(binary, bench_filter, repetitions, min_time="0.5"):
+    cmd = [
+        binary,
+        f"--benchmark_filter={bench_filter}",
+        "--benchmark_format=json",
+        f"--benchmark_min_time={min_time}",
+    ]
+    if repetitions > 1:
+        cmd += [f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = {}
+    for b in json.loads(out)["benchmarks"]:
+        name = b["name"]
+        if repetitions > 1:
+            if b.get("aggregate_name") != "median":
+                continue
+            name = name.rsplit("_median", 1)[0]
+        rows[name] = b
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    tool_bench = os.path.join(args.build, "tool_bench")
+    store_bench = os.path.join(args.build, "memory_store_bench")
+    figures = []
+
+    def figure(name, value, target, ok, unit=""):
+        figures.append({"figure": name, "value": value, "target": target, "met": ok, "unit": unit})
+
+    hits = run(tool_bench, "Map|Hit", args.repetitions)
+    base1 = hits["BM_BaselineMapFind/real_time/threads:1"]["cpu_time"]
+    hit1 = hits["BM_WrappedHit/real_time/threads:1"]["cpu_time"]
+    bytes1 = hits["BM_WrappedHitBytes/real_time/threads:1"]["cpu_time"]
+    figure("baseline unordered_map find (ns)", round(base1, 1), "-", True)
+    figure("wrapped hit, std::string result (ns)", round(hit1, 1), "-", True)
+    figure("wrapped hit, Bytes result (ns)", round(bytes1, 1), "-", True)
+    figure("hit / baseline (std::string result)", round(hit1 / base1, 2), "<= 4", hit1 / base1 <= 4)
+    figure("hit / baseline (Bytes result)", round(bytes1 / base1, 2), "<= 4", bytes1 / base1 <= 4)
+    for name in ("BM_WrappedHit", "BM_WrappedHitBytes"):
+        t1 = hits[f"{name}/real_time/threads:1"]["items_per_second"]
+        t2 = hits[f"{name}/real_time/threads:2"]["items_per_second"]
+        figure(f"{name} throughput 2 threads / 1 thread", round(t2 / t1, 2), ">= 1.7", t2 / t1 >= 1.7)
+
+    stampede = run(tool_bench, "Stampede", 1)["BM_Stampede/iterations:1/real_time"]
+    figure("stampede: upstream calls for 100,000 calls over 10 keys, 64 threads",
+           int(stampede["upstream_calls"]), "== 10", stampede["upstream_calls"] == 10)
+    budget = run(tool_bench, "Budget", 1)["BM_BudgetUnderOutage/iterations:1"]
+    figure("total outage: attempts per call (20% budget, 5 attempts allowed)",
+           round(budget["attempts_per_call"], 3), f"<= {budget['bound_per_call']:.3f}",
+           budget["attempts_per_call"] <= budget["bound_per_call"])
+
+    if os.path.exists(store_bench):
+        mem = run(store_bench, "Overhead", 1)
+        for name, row in mem.items():
+            if "overhead_bytes_per_entry" in row:
+                v = row["overhead_bytes_per_entry"]
+                figure(f"memory store overhead per entry ({name})", round(v, 1), "<= 120", v <= 120,
+                       "bytes")
+
+    width = max(len(f["figure"]) for f in figures)
+    print(f"{'figure':<{width}}  {'value':>10}  {'target':>10}  met")
+    for f in figures:
+        print(f"{f['figure']:<{width}}  {str(f['value']):>10}  {f['target']:>10}  "
+              f"{'yes' if f['met'] else 'NO'}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(figures, out, indent=2)
+    return 0 if all(f["met"] for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
