@@ -149,7 +149,7 @@ class SmallStack {
 // and a map whose entries arrive out of key order with more than 32 entries or
 // 512 bytes (it is sorted in EndMap()), and non-ASCII text longer than 128
 // code points under a normalisation. Normalising non-ASCII text goes through
-// utf8proc and costs about a microsecond for a short string; ASCII never
+// utf8proc and costs about half a microsecond for a short string; ASCII never
 // does. The writer object is about 700 bytes: keep it on the stack.
 class ArgWriter {
  public:

@@ -47,7 +47,8 @@ namespace toolops {
 using AsyncUpstream = std::function<asio::awaitable<Result<Bytes>>(const CallContext&)>;
 
 // Runs one call of `core` after TryFreshHit() missed. `key` is the full
-// canonical key (empty when !core->keyed()).
+// canonical key; empty when !core->keyed() or when the arguments could not be
+// encoded (the call then goes upstream without cache or coalescing).
 asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::string key,
                                          std::shared_ptr<const AsyncUpstream> upstream);
 
@@ -99,8 +100,11 @@ class AsyncTool<R(Args...)> {
     std::string key;
     if (core_->keyed()) {
       key.assign(core_->key_prefix());
-      internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
-      if (std::optional<Bytes> hit = core_->TryFreshHit(KeyRef::Of(key))) {
+      Status encoded =
+          internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      if (!encoded.ok()) {
+        key.clear();  // An empty key makes CallAsync go upstream uncached.
+      } else if (std::optional<Bytes> hit = core_->TryFreshHit(KeyRef::Of(key))) {
         co_return ResultCodec<R>::Decode(*hit);
       }
     }

@@ -63,7 +63,10 @@ class Bytes {
   void Ref() const {
     if (rep_) rep_->refs.fetch_add(1, std::memory_order_relaxed);
   }
-  void Unref();
+  void Unref() {
+    if (rep_ != nullptr) UnrefSlow();
+  }
+  void UnrefSlow();
 
   Rep* rep_ = nullptr;
 };

@@ -1,9 +1,12 @@
 // include/toolops/stats.h
 //
-// ToolStats: the outcome counters of one wrapped tool. Recording is a relaxed
-// atomic add on a slot that belongs (mostly) to the calling thread, so the hit
-// path shares no lock and no hot cache line with other threads. Reading sums
-// the slots; a snapshot taken while calls run is approximate by a few counts.
+// ToolStats: the outcome counters of one wrapped tool. Each thread that
+// records holds a slot of its own for as long as it lives (slots return to a
+// pool when threads exit), so recording is a plain relaxed load and store on
+// a cache line no other thread writes: no lock and no locked instruction on
+// the hit path. Threads beyond the pool share one overflow slot and use an
+// atomic add there. Reading sums the slots; a snapshot taken while calls run
+// may miss the last few counts.
 //
 // Safe for concurrent use.
 
@@ -72,18 +75,29 @@ class ToolStats {
 
   // REQUIRES: counter != kCalls (it is derived).
   void Add(Counter counter, uint64_t n = 1) {
-    Slot& slot = slots_[ThreadSlot()];
-    slot.values[static_cast<size_t>(counter)].fetch_add(n, std::memory_order_relaxed);
+    const SlotLease& lease = CurrentSlot();
+    std::atomic<uint64_t>& value = slots_[lease.index].values[static_cast<size_t>(counter)];
+    if (lease.exclusive) {
+      value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      value.fetch_add(n, std::memory_order_relaxed);
+    }
   }
 
   StatsSnapshot Snapshot() const;
 
  private:
-  static constexpr size_t kSlots = 16;
+  // Slots 0 .. kSlots-2 are leased to one thread each; the last is shared.
+  static constexpr size_t kSlots = 32;
   struct alignas(64) Slot {
     std::array<std::atomic<uint64_t>, kNumCounters> values{};
   };
-  static size_t ThreadSlot();
+  struct SlotLease {
+    size_t index;
+    bool exclusive;
+  };
+  // This thread's slot index, the same for every ToolStats.
+  static const SlotLease& CurrentSlot();
 
   std::array<Slot, kSlots> slots_;
 };

@@ -27,7 +27,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -133,25 +132,35 @@ struct FunctionTraits<R (C::*)(Args...) const noexcept> : FunctionTraits<R (*)(A
 
 // Key buffers reused per thread, one per nesting level (a tool may call
 // another wrapped tool on the same thread while its own key is in use).
+// Past kDepth levels, a lease owns a fresh string.
 class KeyBufferLease {
  public:
   KeyBufferLease() : buffer_(Acquire()) {}
-  ~KeyBufferLease() { --Depth(); }
+  ~KeyBufferLease() {
+    if (&buffer_ == &overflow_) return;
+    --Buffers().depth;
+  }
   KeyBufferLease(const KeyBufferLease&) = delete;
   KeyBufferLease& operator=(const KeyBufferLease&) = delete;
   std::string& get() { return buffer_; }
 
  private:
-  static size_t& Depth() {
-    thread_local size_t depth = 0;
-    return depth;
+  static constexpr size_t kDepth = 4;
+  struct PerThread {
+    std::string buffers[kDepth];
+    size_t depth = 0;
+  };
+  static PerThread& Buffers() {
+    thread_local PerThread per_thread;
+    return per_thread;
   }
-  static std::string& Acquire() {
-    thread_local std::deque<std::string> buffers;  // A deque never moves its elements.
-    size_t& depth = Depth();
-    if (buffers.size() <= depth) buffers.emplace_back();
-    return buffers[depth++];
+  std::string& Acquire() {
+    PerThread& t = Buffers();
+    if (t.depth == kDepth) return overflow_;
+    return t.buffers[t.depth++];
   }
+
+  std::string overflow_;
   std::string& buffer_;
 };
 
@@ -165,14 +174,18 @@ Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy
 
 // Appends the canonical encoding of a call's key arguments to `key`: the
 // scope first (so no two scopes ever share an entry), then the key params.
+// Returns the writer's error (a map with duplicate keys, a string too large to
+// normalise, a user encoder that misused the writer); the key must then not
+// be used, and the call goes upstream uncached.
 template <typename... Args>
-void AppendKeyArgs(std::string* key, TextNormalization normalization,
-                   const std::vector<ParamRole>& roles, const Args&... args) {
+Status AppendKeyArgs(std::string* key, TextNormalization normalization,
+                     const std::vector<ParamRole>& roles, const Args&... args) {
   ArgWriter writer(key, normalization);
   size_t i = 0;
   ((roles[i++] == ParamRole::kScope ? EncodeArg(writer, args) : void()), ...);
   i = 0;
   ((roles[i++] == ParamRole::kKey ? EncodeArg(writer, args) : void()), ...);
+  return writer.Finish();
 }
 
 }  // namespace internal
@@ -211,11 +224,17 @@ class Tool<R(Args...)> {
       internal::KeyBufferLease lease;
       std::string& key = lease.get();
       key.assign(core_->key_prefix());
-      internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      Status encoded =
+          internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      if (!encoded.ok()) return core_->CallWithoutKey(make_upstream);
       return core_->Call(KeyRef::Of(key), make_upstream);
     }();
     if (!bytes.ok()) return bytes.status();
-    return ResultCodec<R>::Decode(bytes.value());
+    if constexpr (std::is_same_v<R, Bytes>) {
+      return std::move(bytes).value();  // No decode and no refcount round trip.
+    } else {
+      return ResultCodec<R>::Decode(bytes.value());
+    }
   }
 
   // A value served when the call fails after every other layer. Applies to

@@ -79,6 +79,10 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   // go upstream, so that a cache hit builds nothing.
   Result<Bytes> Call(const KeyRef& key, FunctionRef<Upstream()> make_upstream);
 
+  // Runs one call without a key: no cache, no coalescing (counted as
+  // not_cached). For calls whose arguments could not be encoded into a key.
+  Result<Bytes> CallWithoutKey(FunctionRef<Upstream()> make_upstream);
+
   // The fast path for runners that cannot use Call() (coroutines): on a fresh
   // hit, counts the call and returns the value; otherwise counts nothing and
   // returns nullopt, and the runner makes the full call.

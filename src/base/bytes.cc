@@ -26,8 +26,7 @@ Bytes Bytes::Copy(std::string_view data) {
   return out;
 }
 
-void Bytes::Unref() {
-  if (rep_ == nullptr) return;
+void Bytes::UnrefSlow() {
   // Acquire-release so that the last owner sees every write made before the
   // other owners let go (the usual reference-count rule).
   if (rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -79,8 +78,14 @@ uint64_t HashBytes(std::string_view data) {
     n -= 8;
   }
   if (n > 0) {
+    // The last bytes: one load that ends at the last byte (overlapping what
+    // was already hashed) when the input is long enough, else byte by byte.
     uint64_t word = 0;
-    std::memcpy(&word, p, n);
+    if (data.size() >= 8) {
+      std::memcpy(&word, data.data() + data.size() - 8, 8);
+    } else {
+      for (size_t i = 0; i < n; ++i) word |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+    }
     h ^= Rotl(word * kMul1, 31) * kMul2;
   }
   return Avalanche(h);

@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <string>
 
+#include <utf8proc.h>
+
+#include "toolops/args.h"
+
 namespace toolops {
 namespace {
 
@@ -26,10 +30,20 @@ std::string Millis(Duration d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + "ms";
 }
 
-std::string KeyPrefix(const ToolSpec& spec) {
+// "name NUL version US k<format> [u<unicode>] NUL". The version field also
+// carries the argument encoding's format version and, when strings are
+// normalised, the Unicode version of utf8proc: a library upgrade that changes
+// how keys are written then makes new keys (misses), never mixed ones.
+std::string KeyPrefix(const ToolSpec& spec, const ToolPolicy& policy) {
   std::string prefix = spec.name;
   prefix.push_back('\0');
   prefix += spec.version;
+  prefix += "\x1fk";
+  prefix += std::to_string(kArgEncodingVersion);
+  if (policy.cache.normalization != TextNormalization::kNone) {
+    prefix += 'u';
+    prefix += utf8proc_unicode_version();
+  }
   prefix.push_back('\0');
   return prefix;
 }
@@ -59,7 +73,7 @@ CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
       store_(std::move(store)),
       caching_(store_ != nullptr),
       coalescing_(policy_.kind == ToolKind::kReadonly && policy_.coalesce.enabled),
-      key_prefix_(KeyPrefix(spec_)),
+      key_prefix_(KeyPrefix(spec_, policy_)),
       stale_window_(
           std::max(policy_.cache.stale_while_revalidate, policy_.cache.stale_if_error)),
       flights_(std::max<size_t>(policy_.coalesce.max_flights, 1)),

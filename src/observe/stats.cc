@@ -2,6 +2,9 @@
 
 #include "toolops/stats.h"
 
+#include <mutex>
+#include <vector>
+
 namespace toolops {
 
 std::string_view CounterName(Counter counter) {
@@ -41,12 +44,55 @@ std::string StatsSnapshot::ToString() const {
   return out.empty() ? "calls=0" : out;
 }
 
-size_t ToolStats::ThreadSlot() {
-  // Threads take slots round-robin on first use, so up to kSlots threads never
-  // share a cache line; beyond that, sharing is spread evenly.
-  static std::atomic<size_t> next{0};
-  thread_local size_t slot = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
-  return slot;
+namespace {
+
+// Hands out slot indices to threads and takes them back when threads exit.
+class SlotPool {
+ public:
+  static SlotPool& Get() {
+    static SlotPool* pool = new SlotPool();  // Never destroyed: threads may exit late.
+    return *pool;
+  }
+  // An exclusive index, or the shared one when every index is leased.
+  size_t Lease(size_t exclusive_slots, size_t shared_slot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      size_t index = free_.back();
+      free_.pop_back();
+      return index;
+    }
+    if (next_ < exclusive_slots) return next_++;
+    return shared_slot;
+  }
+  void Return(size_t index) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(index);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<size_t> free_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+const ToolStats::SlotLease& ToolStats::CurrentSlot() {
+  // The lease lives as long as the thread. The pool's mutex orders the last
+  // writes of a thread that exits before the first writes of the next thread
+  // that takes its index, so a slot never has two writers at once.
+  struct Holder {
+    SlotLease lease;
+    Holder() {
+      size_t index = SlotPool::Get().Lease(kSlots - 1, kSlots - 1);
+      lease = SlotLease{index, index != kSlots - 1};
+    }
+    ~Holder() {
+      if (lease.exclusive) SlotPool::Get().Return(lease.index);
+    }
+  };
+  thread_local Holder holder;
+  return holder.lease;
 }
 
 StatsSnapshot ToolStats::Snapshot() const {

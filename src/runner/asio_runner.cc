@@ -202,6 +202,14 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   auto executor = co_await asio::this_coro::executor;
   KeyRef key = KeyRef::Of(key_bytes);
 
+  if (key_bytes.empty()) {
+    // No usable key: straight upstream, no cache and no coalescing.
+    if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
+    Counter outcome = Counter::kUpstreamError;
+    Result<Bytes> result = co_await RunAttempts(engine, upstream, engine.DeadlineFromNow(), &outcome);
+    co_return engine.Finish(std::move(result), outcome, std::nullopt);
+  }
+
   CallEngine::Lookup found = engine.LookupKey(key);
   if (found.kind == CallEngine::LookupKind::kFresh) co_return std::move(found.value);
   if (found.kind == CallEngine::LookupKind::kRevalidate) {

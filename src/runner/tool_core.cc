@@ -182,6 +182,15 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_ups
   return engine.Finish(std::move(result), outcome, std::move(found.stale));
 }
 
+Result<Bytes> ToolCore::CallWithoutKey(FunctionRef<Upstream()> make_upstream) {
+  CallEngine& engine = *engine_;
+  if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
+  Counter outcome = Counter::kUpstreamError;
+  Result<Bytes> result =
+      RunAttempts(engine, make_upstream(), engine.DeadlineFromNow(), &outcome);
+  return engine.Finish(std::move(result), outcome, std::nullopt);
+}
+
 Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy policy,
                                                    Environment env) {
   if (Status s = Validate(spec, policy); !s.ok()) return s;

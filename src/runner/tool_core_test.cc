@@ -18,6 +18,26 @@
 namespace toolops {
 namespace {
 
+// A user type whose encoder writes a map with a duplicate key: its bytes can
+// never be a key.
+struct Filters {
+  std::string field;
+};
+void ToolopsEncode(ArgWriter& writer, const Filters& f) {
+  writer.BeginMap(2);
+  writer.Key(f.field);
+  writer.Int(1);
+  writer.Key(f.field);
+  writer.Int(2);
+  writer.EndMap();
+}
+
+}  // namespace
+}  // namespace toolops
+
+namespace toolops {
+namespace {
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -568,6 +588,17 @@ TEST_F(ToolTest, RetryBudgetBoundsAttemptsUnderTotalFailure) {
   double bound = 1.2 * kCalls + 1.0 * (elapsed_s + 10);
   EXPECT_LE(static_cast<double>(s[Counter::kAttempts]), bound);
   EXPECT_GT(s[Counter::kRejectedByBudget], 0u);
+}
+
+TEST_F(ToolTest, ArgumentsThatCannotBeKeyedGoUpstreamUncached) {
+  int calls = 0;
+  auto tool = Readonly({"t"}, {}, [&](const Filters& f) { return ++calls; }, env_);
+  EXPECT_EQ(tool(Filters{"city"}), 1);
+  EXPECT_EQ(tool(Filters{"city"}), 2);  // Never served from a bad key.
+  StatsSnapshot s = tool.stats();
+  EXPECT_EQ(s[Counter::kNotCached], 2u);
+  EXPECT_EQ(s[Counter::kUpstreamSuccess], 2u);
+  EXPECT_EQ(s[Counter::kFreshHit], 0u);
 }
 
 TEST_F(ToolTest, NestedToolCallsOnOneThreadKeepTheirKeys) {

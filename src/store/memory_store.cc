@@ -167,11 +167,38 @@ class FrequencySketch {
 
   size_t capacity() const { return capacity_; }
 
+  struct Cells {
+    uint64_t* word[4];
+    unsigned shift[4];
+  };
+
+  // Row r owns words 2r and 2r+1 of the block; the hash picks one of them and
+  // one of its 16 counters. REQUIRES: the sketch has counters (Reset succeeded).
+  Cells Locate(uint64_t hash) const {
+    uint64_t h = (hash ^ (hash >> 31)) * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 29;
+    uint64_t* block =
+        words_ + size_t{ScaleToRange(static_cast<uint32_t>(h >> 32), blocks_)} * kWordsPerBlock;
+    Cells cells;
+    for (int row = 0; row < kRows; ++row) {
+      cells.word[row] = block + 2 * row + ((h >> row) & 1);
+      cells.shift[row] = static_cast<unsigned>(((h >> (4 + 4 * row)) & 15) * 4);
+    }
+    return cells;
+  }
+
+  bool empty() const { return words_ == nullptr; }
+
+  // Starts loading counters located earlier, to be used shortly.
+  static void Prefetch(const Cells& cells) { __builtin_prefetch(cells.word[0], 1); }
+
   // Counts one occurrence of `hash` (conservative update: only the counters
   // at the current minimum grow, which keeps overestimates small).
   void Increment(uint64_t hash) {
     if (words_ == nullptr) return;
-    Cells cells = Locate(hash);
+    Increment(Locate(hash));
+  }
+  void Increment(const Cells& cells) {
     unsigned counts[kRows];
     unsigned least = 15;
     for (int row = 0; row < kRows; ++row) {
@@ -183,11 +210,6 @@ class FrequencySketch {
       if (counts[row] == least) *cells.word[row] += uint64_t{1} << cells.shift[row];
     }
     if (++additions_ >= sample_size_) Halve();
-  }
-
-  // Starts loading the counters of `hash`, to be used shortly.
-  void Prefetch(uint64_t hash) const {
-    if (words_ != nullptr) __builtin_prefetch(Locate(hash).word[0], 1);
   }
 
   // The estimated count of `hash`, 0 to 15.
@@ -207,26 +229,6 @@ class FrequencySketch {
   static constexpr size_t kWordsPerBlock = kBlockBytes / sizeof(uint64_t);
   // 128 counters per block, 8 per key of capacity (2 per row).
   static constexpr size_t kKeysPerBlock = 16;
-
-  struct Cells {
-    uint64_t* word[kRows];
-    unsigned shift[kRows];
-  };
-
-  // Row r owns words 2r and 2r+1 of the block; the hash picks one of them and
-  // one of its 16 counters.
-  Cells Locate(uint64_t hash) const {
-    uint64_t h = (hash ^ (hash >> 31)) * 0x9e3779b97f4a7c15ULL;
-    h ^= h >> 29;
-    uint64_t* block =
-        words_ + size_t{ScaleToRange(static_cast<uint32_t>(h >> 32), blocks_)} * kWordsPerBlock;
-    Cells cells;
-    for (int row = 0; row < kRows; ++row) {
-      cells.word[row] = block + 2 * row + ((h >> row) & 1);
-      cells.shift[row] = static_cast<unsigned>(((h >> (4 + 4 * row)) & 15) * 4);
-    }
-    return cells;
-  }
 
   void Halve() {
     for (size_t i = 0; i < size_t{blocks_} * kWordsPerBlock; ++i) {
@@ -683,8 +685,13 @@ std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash,
     // The loads below mostly miss the cache and depend only on the hash or
     // on the node, so they are started together and overlap, rather than
     // one by one behind the locked instructions (the refcount increment).
-    bool count_frequency = limits_.policy == EvictionPolicy::kTinyLfu;
-    if (count_frequency) sketch_.Prefetch(hash);
+    // The sketch's counters are located once, prefetched, and updated last.
+    bool count_frequency = limits_.policy == EvictionPolicy::kTinyLfu && !sketch_.empty();
+    FrequencySketch::Cells cells;
+    if (count_frequency) {
+      cells = sketch_.Locate(hash);
+      FrequencySketch::Prefetch(cells);
+    }
     if (heap_size_ > 0 && heap_[0].stale_ns <= now_ns) {
       ExpireSome(now_ns, MemoryStore::kExpiriesPerGet, &garbage);
     }
@@ -707,7 +714,7 @@ std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash,
         found.emplace(StoredValue{node->value, FromNs(node->fresh_ns), FromNs(stale_ns)});
       }
     }
-    if (count_frequency) sketch_.Increment(hash);
+    if (count_frequency) sketch_.Increment(cells);
   }
   FreeNodes(garbage);
   return found;
