@@ -45,7 +45,8 @@ void BM_BaselineMapFind(benchmark::State& state) {
     return m;
   }();
   std::vector<std::string> queries;
-  for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
+  for (int i = 0; i < 64; ++i)
+    queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
   size_t i = 0;
   for (auto _ : state) {
     auto it = map->find(queries[i++ & 63]);
@@ -61,15 +62,15 @@ Tool<R(const std::string&)>& SharedTool() {
   static auto* tool = [] {
     ToolPolicy policy;
     policy.cache.ttl = std::chrono::hours(1);
-    auto* t = new Tool<R(const std::string&)>(Readonly(
-        {std::is_same_v<R, Bytes> ? "search_bytes" : "search", "1", {"query"}}, policy,
-        [](const std::string& q) -> R {
-          if constexpr (std::is_same_v<R, Bytes>) {
-            return Bytes::Copy(Answer(q));
-          } else {
-            return Answer(q);
-          }
-        }));
+    auto* t = new Tool<R(const std::string&)>(
+        Readonly({std::is_same_v<R, Bytes> ? "search_bytes" : "search", "1", {"query"}}, policy,
+                 [](const std::string& q) -> R {
+                   if constexpr (std::is_same_v<R, Bytes>) {
+                     return Bytes::Copy(Answer(q));
+                   } else {
+                     return Answer(q);
+                   }
+                 }));
     for (int i = 0; i < kKeys; ++i) (*t)(Query(i));  // Warm every key.
     return t;
   }();
@@ -80,7 +81,8 @@ template <typename R>
 void WrappedHit(benchmark::State& state) {
   Tool<R(const std::string&)>& tool = SharedTool<R>();
   std::vector<std::string> queries;
-  for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
+  for (int i = 0; i < 64; ++i)
+    queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
   size_t i = 0;
   for (auto _ : state) {
     R r = tool(queries[i++ & 63]);
@@ -141,8 +143,8 @@ void BM_BudgetUnderOutage(benchmark::State& state) {
     policy.retry.budget_ratio = 0.2;
     policy.retry.budget_min_retries_per_second = 1;
     policy.retry.budget_window = std::chrono::seconds(10);
-    auto tool = Readonly({"outage"}, policy,
-                         [](int) -> Result<int> { return UnavailableError("down"); }, env);
+    auto tool = Readonly(
+        {"outage"}, policy, [](int) -> Result<int> { return UnavailableError("down"); }, env);
     constexpr int kCalls = 100'000;
     TimePoint start = clock.Now();
     for (int i = 0; i < kCalls; ++i) {

@@ -64,12 +64,12 @@ int main() {
   search_policy.cost_per_call = 0.005;
   search_policy.cache.ttl = 10min;
   search_policy.cache.normalization = toolops::TextNormalization::kNfkcCasefold;
-  auto web_search = toolops::Readonly(
-      {"web_search", "1", {"query"}}, search_policy, [&](const std::string& query) {
-        ++search_api.calls;
-        std::this_thread::sleep_for(20ms);
-        return "top results for '" + query + "'";
-      });
+  auto web_search = toolops::Readonly({"web_search", "1", {"query"}}, search_policy,
+                                      [&](const std::string& query) {
+                                        ++search_api.calls;
+                                        std::this_thread::sleep_for(20ms);
+                                        return "top results for '" + query + "'";
+                                      });
 
   toolops::ToolPolicy weather_policy;
   weather_policy.cost_per_call = 0.002;
@@ -80,31 +80,32 @@ int main() {
   weather_policy.retry.budget_min_retries_per_second = 20;
   std::mt19937 weather_rng(7);
   std::mutex weather_mu;
-  auto weather = toolops::Readonly(
-      {"weather_api", "1", {"city"}}, weather_policy,
-      [&](const std::string& city) -> toolops::Result<std::string> {
-        ++weather_api.calls;
-        std::this_thread::sleep_for(5ms);
-        std::lock_guard<std::mutex> lock(weather_mu);
-        if (weather_rng() % 10 < 3) return toolops::UnavailableError("weather backend: 503");
-        return "forecast for " + city + ": mild";
-      });
+  auto weather = toolops::Readonly({"weather_api", "1", {"city"}}, weather_policy,
+                                   [&](const std::string& city) -> toolops::Result<std::string> {
+                                     ++weather_api.calls;
+                                     std::this_thread::sleep_for(5ms);
+                                     std::lock_guard<std::mutex> lock(weather_mu);
+                                     if (weather_rng() % 10 < 3)
+                                       return toolops::UnavailableError("weather backend: 503");
+                                     return "forecast for " + city + ": mild";
+                                   });
 
   toolops::ToolPolicy quote_policy;
   quote_policy.cost_per_call = 0.010;
-  quote_policy.cache.ttl = 50ms;  // Quotes go stale fast...
+  quote_policy.cache.ttl = 50ms;              // Quotes go stale fast...
   quote_policy.cache.stale_if_error = 10min;  // ...but a stale quote beats none.
   quote_policy.breaker.window_size = 20;
   quote_policy.breaker.minimum_calls = 10;
   quote_policy.breaker.open_wait = 200ms;
-  auto stock_quote = toolops::Readonly(
-      {"stock_quote", "1", {"symbol"}}, quote_policy,
-      [&](const std::string& symbol) -> toolops::Result<double> {
-        ++quote_api.calls;
-        std::this_thread::sleep_for(2ms);
-        if (quotes_down) return toolops::UnavailableError("quote service is down");
-        return 100.0 + static_cast<double>(symbol.size());
-      });
+  auto stock_quote =
+      toolops::Readonly({"stock_quote", "1", {"symbol"}}, quote_policy,
+                        [&](const std::string& symbol) -> toolops::Result<double> {
+                          ++quote_api.calls;
+                          std::this_thread::sleep_for(2ms);
+                          if (quotes_down)
+                            return toolops::UnavailableError("quote service is down");
+                          return 100.0 + static_cast<double>(symbol.size());
+                        });
   stock_quote.SetFallback(-1.0);  // "price unknown"
 
   toolops::ToolPolicy mail_policy;
@@ -117,8 +118,8 @@ int main() {
   // The planner: 40 conversations, each fanned out to 6 sub-agents that run
   // at once. Popular questions repeat across conversations (and in other
   // letter case); the sub-agents of one conversation often ask the same thing.
-  const std::vector<std::string> topics = {"Paris hotels", "Lyon museums", "GPU prices",
-                                           "Rust async", "Tokyo weather", "EU AI act"};
+  const std::vector<std::string> topics = {"Paris hotels", "Lyon museums",  "GPU prices",
+                                           "Rust async",   "Tokyo weather", "EU AI act"};
   const std::vector<std::string> cities = {"Paris", "Lyon", "Tokyo", "Oslo"};
   const std::vector<std::string> symbols = {"ACME", "INITECH", "UMBRELLA", "HOOLI", "STARK"};
   std::printf("ToolOps agent demo: 40 conversations x 6 sub-agents, embedded defaults\n\n");
@@ -154,10 +155,11 @@ int main() {
   double naive = 0.005 * static_cast<double>(web_search.stats()[Counter::kCalls]) +
                  0.002 * static_cast<double>(weather.stats()[Counter::kCalls]) +
                  0.010 * static_cast<double>(stock_quote.stats()[Counter::kCalls]);
-  std::printf("\nupstream calls actually made: web_search=%d weather_api=%d stock_quote=%d "
-              "send_email=%d\n",
-              search_api.calls.load(), weather_api.calls.load(), quote_api.calls.load(),
-              mail_api.calls.load());
+  std::printf(
+      "\nupstream calls actually made: web_search=%d weather_api=%d stock_quote=%d "
+      "send_email=%d\n",
+      search_api.calls.load(), weather_api.calls.load(), quote_api.calls.load(),
+      mail_api.calls.load());
   std::printf("spend without ToolOps (one paid call per request, no retries): $%.3f\n", naive);
   std::printf("spend with ToolOps: $%.3f\n", spent);
   return 0;

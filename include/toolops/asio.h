@@ -154,7 +154,8 @@ auto MakeAsyncTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Env
   Result<std::vector<internal::ParamRole>> roles =
       internal::ParamRoles(spec, policy, Traits::kArity);
   if (!roles.ok()) return roles.status();
-  Result<std::shared_ptr<ToolCore>> core = ToolCore::Create(std::move(spec), std::move(policy), env);
+  Result<std::shared_ptr<ToolCore>> core =
+      ToolCore::Create(std::move(spec), std::move(policy), env);
   if (!core.ok()) return core.status();
   auto function = std::make_shared<const Function>(
       [fn = std::move(fn)](auto... args) -> asio::awaitable<Result<Value>> {

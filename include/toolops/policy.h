@@ -26,10 +26,10 @@ using namespace std::chrono_literals;
 // different Unicode sequences (composed or decomposed accents, full-width
 // forms) then shares one cache entry.
 enum class TextNormalization : uint8_t {
-  kNone,           // Bytes as given.
-  kNfc,            // Canonical composition.
-  kNfkc,           // Compatibility composition (full-width digits become ASCII, ...).
-  kNfkcCasefold,   // NFKC and case folding: "Paris" and "PARIS" share a key.
+  kNone,          // Bytes as given.
+  kNfc,           // Canonical composition.
+  kNfkc,          // Compatibility composition (full-width digits become ASCII, ...).
+  kNfkcCasefold,  // NFKC and case folding: "Paris" and "PARIS" share a key.
 };
 
 struct CachePolicy {

@@ -31,22 +31,22 @@ namespace toolops {
 // gRPC and HTTP conventions. What a caller should do is in the comment.
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kCancelled = 1,            // The caller gave up. Do not retry.
-  kUnknown = 2,              // An error with no classification. Not retried by default.
-  kInvalidArgument = 3,      // Bad input. Fix the call; never retry.
-  kDeadlineExceeded = 4,     // Ran out of time. Retry only if time remains.
-  kNotFound = 5,             // Definitive answer from the tool. Do not retry.
-  kAlreadyExists = 6,        // Do not retry.
-  kPermissionDenied = 7,     // Do not retry.
-  kResourceExhausted = 8,    // Rate limited or a local limit. Retry after backoff.
-  kFailedPrecondition = 9,   // System not in a state to do this. Do not retry as is.
-  kAborted = 10,             // Conflict; retry at a higher level.
-  kOutOfRange = 11,          // Do not retry.
-  kUnimplemented = 12,       // Do not retry.
-  kInternal = 13,            // A bug somewhere. Do not retry.
-  kUnavailable = 14,         // Transient. Retry with backoff.
-  kDataLoss = 15,            // Do not retry.
-  kUnauthenticated = 16,     // Do not retry.
+  kCancelled = 1,           // The caller gave up. Do not retry.
+  kUnknown = 2,             // An error with no classification. Not retried by default.
+  kInvalidArgument = 3,     // Bad input. Fix the call; never retry.
+  kDeadlineExceeded = 4,    // Ran out of time. Retry only if time remains.
+  kNotFound = 5,            // Definitive answer from the tool. Do not retry.
+  kAlreadyExists = 6,       // Do not retry.
+  kPermissionDenied = 7,    // Do not retry.
+  kResourceExhausted = 8,   // Rate limited or a local limit. Retry after backoff.
+  kFailedPrecondition = 9,  // System not in a state to do this. Do not retry as is.
+  kAborted = 10,            // Conflict; retry at a higher level.
+  kOutOfRange = 11,         // Do not retry.
+  kUnimplemented = 12,      // Do not retry.
+  kInternal = 13,           // A bug somewhere. Do not retry.
+  kUnavailable = 14,        // Transient. Retry with backoff.
+  kDataLoss = 15,           // Do not retry.
+  kUnauthenticated = 16,    // Do not retry.
 };
 
 // Which part of ToolOps (or the tool itself) produced a status.
@@ -112,8 +112,8 @@ class [[nodiscard]] Status {
 Status UnavailableError(std::string message,
                         std::chrono::nanoseconds retry_after = std::chrono::nanoseconds::zero());
 Status InvalidArgumentError(std::string message);
-Status ResourceExhaustedError(std::string message,
-                              std::chrono::nanoseconds retry_after = std::chrono::nanoseconds::zero());
+Status ResourceExhaustedError(
+    std::string message, std::chrono::nanoseconds retry_after = std::chrono::nanoseconds::zero());
 Status InternalError(std::string message);
 Status NotFoundError(std::string message);
 
@@ -137,7 +137,7 @@ class ToolError : public std::runtime_error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     if (status_.ok()) status_ = MisuseStatus();
   }

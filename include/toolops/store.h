@@ -77,8 +77,8 @@ class Store {
 };
 
 enum class EvictionPolicy : uint8_t {
-  kLru,        // Least recently used.
-  kTinyLfu,    // Window TinyLFU: LRU window + frequency-filtered main segment.
+  kLru,      // Least recently used.
+  kTinyLfu,  // Window TinyLFU: LRU window + frequency-filtered main segment.
 };
 
 struct MemoryStoreOptions {

@@ -273,11 +273,12 @@ auto MakeTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environm
   Result<std::vector<internal::ParamRole>> roles =
       internal::ParamRoles(spec, policy, Traits::kArity);
   if (!roles.ok()) return roles.status();
-  Result<std::shared_ptr<ToolCore>> core = ToolCore::Create(std::move(spec), std::move(policy), env);
+  Result<std::shared_ptr<ToolCore>> core =
+      ToolCore::Create(std::move(spec), std::move(policy), env);
   if (!core.ok()) return core.status();
   auto function = std::make_shared<const Function>(
-      [fn = std::move(fn)](auto&&... args) -> Result<typename internal::UnwrapResult<
-                                               typename Traits::Return>::type> {
+      [fn = std::move(fn)](auto&&... args)
+          -> Result<typename internal::UnwrapResult<typename Traits::Return>::type> {
         return fn(std::forward<decltype(args)>(args)...);
       });
   return Wrapped(std::move(core).value(), std::move(function), std::move(roles).value());

@@ -50,8 +50,8 @@ void FakeClock::SleepFor(Duration d) {
 void FakeClock::Advance(Duration d) { now_ns_.fetch_add(d.count(), std::memory_order_acq_rel); }
 
 uint64_t SeededRandom::Next() {
-  uint64_t z = state_.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed) +
-               0x9e3779b97f4a7c15ULL;
+  uint64_t z =
+      state_.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);

@@ -8,40 +8,68 @@ namespace toolops {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kCancelled: return "CANCELLED";
-    case StatusCode::kUnknown: return "UNKNOWN";
-    case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case StatusCode::kNotFound: return "NOT_FOUND";
-    case StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
-    case StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
-    case StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case StatusCode::kAborted: return "ABORTED";
-    case StatusCode::kOutOfRange: return "OUT_OF_RANGE";
-    case StatusCode::kUnimplemented: return "UNIMPLEMENTED";
-    case StatusCode::kInternal: return "INTERNAL";
-    case StatusCode::kUnavailable: return "UNAVAILABLE";
-    case StatusCode::kDataLoss: return "DATA_LOSS";
-    case StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kCancelled:
+      return "CANCELLED";
+    case StatusCode::kUnknown:
+      return "UNKNOWN";
+    case StatusCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    case StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case StatusCode::kAlreadyExists:
+      return "ALREADY_EXISTS";
+    case StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case StatusCode::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case StatusCode::kAborted:
+      return "ABORTED";
+    case StatusCode::kOutOfRange:
+      return "OUT_OF_RANGE";
+    case StatusCode::kUnimplemented:
+      return "UNIMPLEMENTED";
+    case StatusCode::kInternal:
+      return "INTERNAL";
+    case StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case StatusCode::kDataLoss:
+      return "DATA_LOSS";
+    case StatusCode::kUnauthenticated:
+      return "UNAUTHENTICATED";
   }
   return "UNKNOWN";
 }
 
 std::string_view GuardName(Guard guard) {
   switch (guard) {
-    case Guard::kNone: return "none";
-    case Guard::kUpstream: return "upstream";
-    case Guard::kPolicy: return "policy";
-    case Guard::kBreaker: return "breaker";
-    case Guard::kLimiter: return "limiter";
-    case Guard::kRetryBudget: return "retry_budget";
-    case Guard::kAttemptTimeout: return "attempt_timeout";
-    case Guard::kDeadline: return "deadline";
-    case Guard::kCoalescing: return "coalescing";
-    case Guard::kStore: return "store";
-    case Guard::kCodec: return "codec";
+    case Guard::kNone:
+      return "none";
+    case Guard::kUpstream:
+      return "upstream";
+    case Guard::kPolicy:
+      return "policy";
+    case Guard::kBreaker:
+      return "breaker";
+    case Guard::kLimiter:
+      return "limiter";
+    case Guard::kRetryBudget:
+      return "retry_budget";
+    case Guard::kAttemptTimeout:
+      return "attempt_timeout";
+    case Guard::kDeadline:
+      return "deadline";
+    case Guard::kCoalescing:
+      return "coalescing";
+    case Guard::kStore:
+      return "store";
+    case Guard::kCodec:
+      return "codec";
   }
   return "none";
 }
@@ -97,6 +125,7 @@ const Status& MisuseStatus() {
   return *status;
 }
 
-ToolError::ToolError(Status status) : std::runtime_error(status.ToString()), status_(std::move(status)) {}
+ToolError::ToolError(Status status)
+    : std::runtime_error(status.ToString()), status_(std::move(status)) {}
 
 }  // namespace toolops

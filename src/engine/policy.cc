@@ -20,8 +20,7 @@ std::string Seconds(Duration d) {
 }
 
 Status Bad(const ToolSpec& spec, const std::string& what) {
-  return Status(StatusCode::kInvalidArgument,
-                "tool '" + spec.name + "': " + what, Guard::kPolicy);
+  return Status(StatusCode::kInvalidArgument, "tool '" + spec.name + "': " + what, Guard::kPolicy);
 }
 
 bool Declared(const ToolSpec& spec, const std::string& name) {
@@ -79,7 +78,8 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
                            "; it must be zero (off) or positive");
     }
     if (cache.store.empty()) return Bad(spec, "cache.store is empty; name a registered store");
-    if (cache.max_value_bytes == 0) return Bad(spec, "cache.max_value_bytes is 0; it must be positive");
+    if (cache.max_value_bytes == 0)
+      return Bad(spec, "cache.max_value_bytes is 0; it must be positive");
     if (Status s = check_names(cache.key_params, "cache.key_params"); !s.ok()) return s;
     for (const std::string& name : cache.key_params) {
       if (std::find(policy.sensitive_params.begin(), policy.sensitive_params.end(), name) !=
@@ -171,8 +171,8 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
       return Bad(spec, "breaker.slow_call_duration must be positive");
     }
     if (breaker.open_wait <= Duration::zero()) {
-      return Bad(spec, "breaker.open_wait is " + Seconds(breaker.open_wait) +
-                           "; it must be positive");
+      return Bad(spec,
+                 "breaker.open_wait is " + Seconds(breaker.open_wait) + "; it must be positive");
     }
     if (breaker.half_open_probes < 1 || breaker.half_open_probes > 1000) {
       return Bad(spec, "breaker.half_open_probes is " + std::to_string(breaker.half_open_probes) +

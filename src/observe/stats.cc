@@ -9,25 +9,44 @@ namespace toolops {
 
 std::string_view CounterName(Counter counter) {
   switch (counter) {
-    case Counter::kCalls: return "calls";
-    case Counter::kFreshHit: return "fresh_hit";
-    case Counter::kStaleHit: return "stale_hit";
-    case Counter::kStaleIfError: return "stale_if_error";
-    case Counter::kCoalesced: return "coalesced";
-    case Counter::kUpstreamSuccess: return "upstream_success";
-    case Counter::kUpstreamError: return "upstream_error";
-    case Counter::kRejectedByBreaker: return "rejected_by_breaker";
-    case Counter::kRejectedByLimiter: return "rejected_by_limiter";
-    case Counter::kRejectedByBudget: return "rejected_by_budget";
-    case Counter::kFallback: return "fallback";
-    case Counter::kAttempts: return "attempts";
-    case Counter::kRetries: return "retries";
-    case Counter::kAttemptTimeouts: return "attempt_timeouts";
-    case Counter::kBackgroundRefresh: return "background_refresh";
-    case Counter::kNotCached: return "not_cached";
-    case Counter::kFlightOverflow: return "flight_overflow";
-    case Counter::kStoreErrors: return "store_errors";
-    case Counter::kCount_: break;
+    case Counter::kCalls:
+      return "calls";
+    case Counter::kFreshHit:
+      return "fresh_hit";
+    case Counter::kStaleHit:
+      return "stale_hit";
+    case Counter::kStaleIfError:
+      return "stale_if_error";
+    case Counter::kCoalesced:
+      return "coalesced";
+    case Counter::kUpstreamSuccess:
+      return "upstream_success";
+    case Counter::kUpstreamError:
+      return "upstream_error";
+    case Counter::kRejectedByBreaker:
+      return "rejected_by_breaker";
+    case Counter::kRejectedByLimiter:
+      return "rejected_by_limiter";
+    case Counter::kRejectedByBudget:
+      return "rejected_by_budget";
+    case Counter::kFallback:
+      return "fallback";
+    case Counter::kAttempts:
+      return "attempts";
+    case Counter::kRetries:
+      return "retries";
+    case Counter::kAttemptTimeouts:
+      return "attempt_timeouts";
+    case Counter::kBackgroundRefresh:
+      return "background_refresh";
+    case Counter::kNotCached:
+      return "not_cached";
+    case Counter::kFlightOverflow:
+      return "flight_overflow";
+    case Counter::kStoreErrors:
+      return "store_errors";
+    case Counter::kCount_:
+      break;
   }
   return "unknown";
 }
@@ -103,11 +122,11 @@ StatsSnapshot ToolStats::Snapshot() const {
     }
   }
   // Every finished call added exactly one outcome; their sum is the calls.
-  constexpr Counter kOutcomes[] = {
-      Counter::kFreshHit,          Counter::kStaleHit,          Counter::kStaleIfError,
-      Counter::kCoalesced,         Counter::kUpstreamSuccess,   Counter::kUpstreamError,
-      Counter::kRejectedByBreaker, Counter::kRejectedByLimiter, Counter::kRejectedByBudget,
-      Counter::kFallback};
+  constexpr Counter kOutcomes[] = {Counter::kFreshHit,          Counter::kStaleHit,
+                                   Counter::kStaleIfError,      Counter::kCoalesced,
+                                   Counter::kUpstreamSuccess,   Counter::kUpstreamError,
+                                   Counter::kRejectedByBreaker, Counter::kRejectedByLimiter,
+                                   Counter::kRejectedByBudget,  Counter::kFallback};
   uint64_t calls = 0;
   for (Counter c : kOutcomes) calls += out[c];
   out.values[static_cast<size_t>(Counter::kCalls)] = calls;

@@ -109,8 +109,7 @@ asio::awaitable<void> RunDetachedAttempt(std::shared_ptr<const AsyncUpstream> up
   } catch (const ToolError& e) {
     result = e.status();
   } catch (const std::exception& e) {
-    result = Status(StatusCode::kUnknown, std::string("tool threw: ") + e.what(),
-                    Guard::kUpstream);
+    result = Status(StatusCode::kUnknown, std::string("tool threw: ") + e.what(), Guard::kUpstream);
   }
   box->result.emplace(std::move(result));
   box->signal.try_send(asio::error_code(), true);
@@ -124,8 +123,7 @@ asio::awaitable<Result<Bytes>> RunOneAttempt(CallEngine& engine,
   if (limit <= Duration::zero()) co_return engine.DeadlinePassedBeforeAttempt(attempt);
   auto executor = co_await asio::this_coro::executor;
   auto box = std::make_shared<AttemptBox>(executor);
-  asio::co_spawn(executor,
-                 RunDetachedAttempt(upstream, engine.spec().name, attempt, deadline, box),
+  asio::co_spawn(executor, RunDetachedAttempt(upstream, engine.spec().name, attempt, deadline, box),
                  asio::detached);
   if (co_await ReceiveWithin(box->signal, limit)) co_return std::move(*box->result);
   box->abandoned.store(true, std::memory_order_relaxed);
@@ -141,8 +139,8 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
     if (!permit.allowed) {
       *outcome = Counter::kRejectedByBreaker;
       if (attempt == 1) co_return permit.rejection;
-      co_return permit.rejection.WithContext("retry stopped (last error: " +
-                                             last_error.ToString() + ")");
+      co_return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
+                                             ")");
     }
     if (Status slot = co_await AcquireSlot(engine, engine.LimiterWait(deadline)); !slot.ok()) {
       engine.breaker().OnIgnored(permit.generation);
@@ -161,9 +159,8 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
     last_error = result.status();
     RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
     if (!decision.retry) {
-      *outcome = decision.final_status.guard() == Guard::kRetryBudget
-                     ? Counter::kRejectedByBudget
-                     : Counter::kUpstreamError;
+      *outcome = decision.final_status.guard() == Guard::kRetryBudget ? Counter::kRejectedByBudget
+                                                                      : Counter::kUpstreamError;
       co_return decision.final_status;
     }
     co_await Sleep(decision.delay);
@@ -206,7 +203,8 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
     // No usable key: straight upstream, no cache and no coalescing.
     if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
     Counter outcome = Counter::kUpstreamError;
-    Result<Bytes> result = co_await RunAttempts(engine, upstream, engine.DeadlineFromNow(), &outcome);
+    Result<Bytes> result =
+        co_await RunAttempts(engine, upstream, engine.DeadlineFromNow(), &outcome);
     co_return engine.Finish(std::move(result), outcome, std::nullopt);
   }
 
@@ -246,8 +244,8 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
                    Lead(core, key_bytes, key.hash, upstream, deadline, joined.flight, lead),
                    asio::detached);
   }
-  Duration wait = deadline == TimePoint::max() ? Duration::max()
-                                               : deadline - engine.env().clock->Now();
+  Duration wait =
+      deadline == TimePoint::max() ? Duration::max() : deadline - engine.env().clock->Now();
   engine.flights().AddWaiter();
   std::optional<Result<Bytes>> shared = co_await AwaitFlight(joined.flight, wait);
   engine.flights().RemoveWaiter();

@@ -60,13 +60,14 @@ class AsioToolTest : public ::testing::Test {
 
 TEST_F(AsioToolTest, HitMissAndSameSignature) {
   std::atomic<int> calls{0};
-  auto search = ReadonlyAsync({"search", "1", {"query"}}, {},
-                              [&](std::string q) -> asio::awaitable<std::string> {
-                                ++calls;
-                                co_await Delay(milliseconds(1));
-                                co_return "about " + q;
-                              },
-                              env_);
+  auto search = ReadonlyAsync(
+      {"search", "1", {"query"}}, {},
+      [&](std::string q) -> asio::awaitable<std::string> {
+        ++calls;
+        co_await Delay(milliseconds(1));
+        co_return "about " + q;
+      },
+      env_);
   Run([&]() -> asio::awaitable<void> {
     EXPECT_EQ(co_await search("paris"), "about paris");
     EXPECT_EQ(co_await search("paris"), "about paris");
@@ -79,27 +80,30 @@ TEST_F(AsioToolTest, HitMissAndSameSignature) {
 
 TEST_F(AsioToolTest, ManyConcurrentCoroutinesShareOneUpstreamCall) {
   std::atomic<int> calls{0};
-  auto tool = ReadonlyAsync({"slow"}, {},
-                            [&](int key) -> asio::awaitable<int> {
-                              ++calls;
-                              co_await Delay(milliseconds(20));
-                              co_return key * 3;
-                            },
-                            env_);
+  auto tool = ReadonlyAsync(
+      {"slow"}, {},
+      [&](int key) -> asio::awaitable<int> {
+        ++calls;
+        co_await Delay(milliseconds(20));
+        co_return key * 3;
+      },
+      env_);
   constexpr int kTasks = 2000;
   std::atomic<int> right{0};
-  Run([&]() -> asio::awaitable<void> {
-    auto executor = co_await asio::this_coro::executor;
-    for (int i = 0; i < kTasks; ++i) {
-      asio::co_spawn(
-          executor,
-          [&, i]() -> asio::awaitable<void> {
-            if (co_await tool(i % 5) == (i % 5) * 3) ++right;
-          },
-          asio::detached);
-    }
-    co_return;
-  }, 2);
+  Run(
+      [&]() -> asio::awaitable<void> {
+        auto executor = co_await asio::this_coro::executor;
+        for (int i = 0; i < kTasks; ++i) {
+          asio::co_spawn(
+              executor,
+              [&, i]() -> asio::awaitable<void> {
+                if (co_await tool(i % 5) == (i % 5) * 3) ++right;
+              },
+              asio::detached);
+        }
+        co_return;
+      },
+      2);
   EXPECT_EQ(right.load(), kTasks);
   EXPECT_EQ(calls.load(), 5);
   EXPECT_EQ(tool.stats().saved(), uint64_t{kTasks - 5});
@@ -112,12 +116,13 @@ TEST_F(AsioToolTest, RetriesSuspendBetweenAttempts) {
   policy.retry.max_attempts = 3;
   policy.retry.initial_backoff = milliseconds(5);
   policy.retry.budget_min_retries_per_second = 100;
-  auto tool = ReadonlyAsync({"flaky"}, policy,
-                            [&](int) -> asio::awaitable<Result<int>> {
-                              if (++calls < 3) co_return UnavailableError("flaky");
-                              co_return 9;
-                            },
-                            env_);
+  auto tool = ReadonlyAsync(
+      {"flaky"}, policy,
+      [&](int) -> asio::awaitable<Result<int>> {
+        if (++calls < 3) co_return UnavailableError("flaky");
+        co_return 9;
+      },
+      env_);
   Run([&]() -> asio::awaitable<void> { EXPECT_EQ(co_await tool(1), 9); });
   EXPECT_EQ(calls.load(), 3);
   EXPECT_EQ(tool.stats()[Counter::kRetries], 2u);
@@ -127,13 +132,14 @@ TEST_F(AsioToolTest, AttemptTimeoutAbandonsATooSlowAttempt) {
   std::atomic<int> calls{0};
   ToolPolicy policy;
   policy.timeout.attempt_timeout = milliseconds(30);
-  auto tool = ReadonlyAsync({"hang"}, policy,
-                            [&](int) -> asio::awaitable<int> {
-                              ++calls;
-                              co_await Delay(milliseconds(300));
-                              co_return 1;
-                            },
-                            env_);
+  auto tool = ReadonlyAsync(
+      {"hang"}, policy,
+      [&](int) -> asio::awaitable<int> {
+        ++calls;
+        co_await Delay(milliseconds(300));
+        co_return 1;
+      },
+      env_);
   Result<int> r = Status();
   Run([&]() -> asio::awaitable<void> { r = co_await tool.Call(1); });
   ASSERT_FALSE(r.ok());
@@ -145,13 +151,14 @@ TEST_F(AsioToolTest, CancelledLeaderDoesNotCancelTheSharedCall) {
   std::atomic<int> calls{0};
   ToolPolicy policy;
   policy.timeout.deadline = std::chrono::seconds(5);
-  auto tool = ReadonlyAsync({"shared"}, policy,
-                            [&](int) -> asio::awaitable<int> {
-                              ++calls;
-                              co_await Delay(milliseconds(50));
-                              co_return 11;
-                            },
-                            env_);
+  auto tool = ReadonlyAsync(
+      {"shared"}, policy,
+      [&](int) -> asio::awaitable<int> {
+        ++calls;
+        co_await Delay(milliseconds(50));
+        co_return 11;
+      },
+      env_);
   std::atomic<int> follower_value{0};
   Run([&]() -> asio::awaitable<void> {
     auto executor = co_await asio::this_coro::executor;
@@ -178,18 +185,19 @@ TEST_F(AsioToolTest, ConcurrencyLimitQueuesWithinMaxWait) {
   policy.coalesce.enabled = false;
   policy.limit.max_concurrent = 2;
   policy.limit.max_wait = std::chrono::seconds(5);
-  auto tool = ReadonlyAsync({"limited"}, policy,
-                            [&](int) -> asio::awaitable<int> {
-                              int now = ++running;
-                              int seen = peak.load();
-                              while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-                              }
-                              ++calls;
-                              co_await Delay(milliseconds(5));
-                              --running;
-                              co_return 1;
-                            },
-                            env_);
+  auto tool = ReadonlyAsync(
+      {"limited"}, policy,
+      [&](int) -> asio::awaitable<int> {
+        int now = ++running;
+        int seen = peak.load();
+        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+        }
+        ++calls;
+        co_await Delay(milliseconds(5));
+        --running;
+        co_return 1;
+      },
+      env_);
   std::atomic<int> ok{0};
   Run([&]() -> asio::awaitable<void> {
     auto executor = co_await asio::this_coro::executor;

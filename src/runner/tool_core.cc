@@ -42,14 +42,13 @@ Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upst
   // Timed: run on the executor and wait at most `limit` of real time. An
   // abandoned attempt finishes in the background and its result is dropped.
   auto timed = std::make_shared<TimedAttempt>();
-  engine.env().executor->Submit(
-      [timed, upstream, tool = engine.spec().name, attempt, deadline] {
-        CallContext ctx{tool, attempt, deadline, &timed->abandoned};
-        Result<Bytes> r = InvokeUpstream(*upstream, ctx);
-        std::lock_guard<std::mutex> lock(timed->mu);
-        timed->result.emplace(std::move(r));
-        timed->cv.notify_all();
-      });
+  engine.env().executor->Submit([timed, upstream, tool = engine.spec().name, attempt, deadline] {
+    CallContext ctx{tool, attempt, deadline, &timed->abandoned};
+    Result<Bytes> r = InvokeUpstream(*upstream, ctx);
+    std::lock_guard<std::mutex> lock(timed->mu);
+    timed->result.emplace(std::move(r));
+    timed->cv.notify_all();
+  });
   std::unique_lock<std::mutex> lock(timed->mu);
   if (timed->cv.wait_for(lock, limit, [&] { return timed->result.has_value(); })) {
     return std::move(*timed->result);
@@ -73,8 +72,7 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
       return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
                                           ")");
     }
-    if (Status slot = engine.limiter().AcquireBlocking(engine.LimiterWait(deadline));
-        !slot.ok()) {
+    if (Status slot = engine.limiter().AcquireBlocking(engine.LimiterWait(deadline)); !slot.ok()) {
       engine.breaker().OnIgnored(permit.generation);
       *outcome = Counter::kRejectedByLimiter;
       return slot;
@@ -92,9 +90,8 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
     last_error = result.status();
     RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
     if (!decision.retry) {
-      *outcome = decision.final_status.guard() == Guard::kRetryBudget
-                     ? Counter::kRejectedByBudget
-                     : Counter::kUpstreamError;
+      *outcome = decision.final_status.guard() == Guard::kRetryBudget ? Counter::kRejectedByBudget
+                                                                      : Counter::kUpstreamError;
       return decision.final_status;
     }
     engine.env().clock->SleepFor(decision.delay);
@@ -160,8 +157,8 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_ups
     if (joined.flight == nullptr) engine.stats().Add(Counter::kFlightOverflow);
   }
   if (joined.flight != nullptr && !joined.leader) {
-    Duration wait = deadline == TimePoint::max() ? Duration::max()
-                                                 : deadline - engine.env().clock->Now();
+    Duration wait =
+        deadline == TimePoint::max() ? Duration::max() : deadline - engine.env().clock->Now();
     std::optional<Result<Bytes>> shared;
     if (wait > Duration::zero()) {
       engine.flights().AddWaiter();
@@ -186,8 +183,7 @@ Result<Bytes> ToolCore::CallWithoutKey(FunctionRef<Upstream()> make_upstream) {
   CallEngine& engine = *engine_;
   if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
   Counter outcome = Counter::kUpstreamError;
-  Result<Bytes> result =
-      RunAttempts(engine, make_upstream(), engine.DeadlineFromNow(), &outcome);
+  Result<Bytes> result = RunAttempts(engine, make_upstream(), engine.DeadlineFromNow(), &outcome);
   return engine.Finish(std::move(result), outcome, std::nullopt);
 }
 
@@ -216,9 +212,7 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
 ToolCore::ToolCore(std::unique_ptr<CallEngine> engine) : engine_(std::move(engine)) {}
 ToolCore::~ToolCore() = default;
 
-std::optional<Bytes> ToolCore::TryFreshHit(const KeyRef& key) {
-  return engine_->TryFreshHit(key);
-}
+std::optional<Bytes> ToolCore::TryFreshHit(const KeyRef& key) { return engine_->TryFreshHit(key); }
 
 const ToolSpec& ToolCore::spec() const { return engine_->spec(); }
 const ToolPolicy& ToolCore::policy() const { return engine_->policy(); }

@@ -102,12 +102,13 @@ class ToolTest : public ::testing::Test {
 
 TEST_F(ToolTest, FreshHitIsServedWithoutCallingUpstream) {
   std::atomic<int> calls{0};
-  auto search = Readonly({"search", "1", {"query"}}, ToolPolicy{},
-                         [&](const std::string& q) {
-                           ++calls;
-                           return "result for " + q;
-                         },
-                         env_);
+  auto search = Readonly(
+      {"search", "1", {"query"}}, ToolPolicy{},
+      [&](const std::string& q) {
+        ++calls;
+        return "result for " + q;
+      },
+      env_);
   EXPECT_EQ(search("paris"), "result for paris");
   EXPECT_EQ(search("paris"), "result for paris");
   EXPECT_EQ(search("lyon"), "result for lyon");
@@ -122,7 +123,8 @@ TEST_F(ToolTest, EntryExpiresAfterTtl) {
   int calls = 0;
   ToolPolicy policy;
   policy.cache.ttl = seconds(10);
-  auto tool = Readonly({"t"}, policy, [&](int x) { return x + (++calls) * 100; }, env_);
+  auto tool = Readonly(
+      {"t"}, policy, [&](int x) { return x + (++calls) * 100; }, env_);
   EXPECT_EQ(tool(1), 101);
   clock_.Advance(seconds(9));
   EXPECT_EQ(tool(1), 101);
@@ -133,8 +135,10 @@ TEST_F(ToolTest, EntryExpiresAfterTtl) {
 
 TEST_F(ToolTest, ToolVersionSeparatesEntries) {
   int calls = 0;
-  auto v1 = Readonly({"t", "1"}, {}, [&](int x) { return ++calls; }, env_);
-  auto v2 = Readonly({"t", "2"}, {}, [&](int x) { return ++calls; }, env_);
+  auto v1 = Readonly(
+      {"t", "1"}, {}, [&](int x) { return ++calls; }, env_);
+  auto v2 = Readonly(
+      {"t", "2"}, {}, [&](int x) { return ++calls; }, env_);
   EXPECT_EQ(v1(5), 1);
   EXPECT_EQ(v2(5), 2);
   EXPECT_EQ(v1(5), 1);
@@ -146,12 +150,13 @@ TEST_F(ToolTest, StaleWhileRevalidateServesStaleAndRefreshesOnce) {
   policy.cache.ttl = seconds(10);
   policy.cache.stale_while_revalidate = seconds(60);
   std::mutex gate;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int x) {
-                         std::lock_guard<std::mutex> lock(gate);  // Holds refreshes back.
-                         return "v" + std::to_string(++calls);
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int x) {
+        std::lock_guard<std::mutex> lock(gate);  // Holds refreshes back.
+        return "v" + std::to_string(++calls);
+      },
+      env_);
   EXPECT_EQ(tool(1), "v1");
   clock_.Advance(seconds(11));
   {
@@ -161,7 +166,8 @@ TEST_F(ToolTest, StaleWhileRevalidateServesStaleAndRefreshesOnce) {
     for (int i = 0; i < 20; ++i) EXPECT_EQ(tool(1), "v1");
   }
   // Wait (real time) for the single refresh to land.
-  for (int i = 0; i < 500 && tool.core().flights() > 0; ++i) std::this_thread::sleep_for(milliseconds(2));
+  for (int i = 0; i < 500 && tool.core().flights() > 0; ++i)
+    std::this_thread::sleep_for(milliseconds(2));
   EXPECT_EQ(tool(1), "v2");
   EXPECT_EQ(calls.load(), 2);
   StatsSnapshot s = tool.stats();
@@ -174,12 +180,13 @@ TEST_F(ToolTest, StaleIfErrorServesStaleValueWhenUpstreamFails) {
   ToolPolicy policy;
   policy.cache.ttl = seconds(10);
   policy.cache.stale_if_error = seconds(100);
-  auto tool = Readonly({"t"}, policy,
-                       [&](int x) -> Result<std::string> {
-                         if (fail) return UnavailableError("down");
-                         return std::string("fresh");
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int x) -> Result<std::string> {
+        if (fail) return UnavailableError("down");
+        return std::string("fresh");
+      },
+      env_);
   EXPECT_EQ(tool(1), "fresh");
   fail = true;
   clock_.Advance(seconds(50));
@@ -193,13 +200,14 @@ TEST_F(ToolTest, StaleIfErrorServesStaleValueWhenUpstreamFails) {
 
 TEST_F(ToolTest, ConcurrentMissesCallUpstreamOncePerKey) {
   std::atomic<int> calls{0};
-  auto tool = Readonly({"slow"}, {},
-                       [&](int key) {
-                         ++calls;
-                         std::this_thread::sleep_for(milliseconds(5));
-                         return key * 2;
-                       },
-                       RealTimeEnv());
+  auto tool = Readonly(
+      {"slow"}, {},
+      [&](int key) {
+        ++calls;
+        std::this_thread::sleep_for(milliseconds(5));
+        return key * 2;
+      },
+      RealTimeEnv());
   constexpr int kThreads = 64;
   constexpr int kCallsPerThread = 1563;  // About 100,000 calls in all.
   std::atomic<int> wrong{0};
@@ -225,13 +233,14 @@ TEST_F(ToolTest, ConcurrentMissesCallUpstreamOncePerKey) {
 TEST_F(ToolTest, LeaderErrorReachesEveryWaiter) {
   std::atomic<int> calls{0};
   std::atomic<bool> release{false};
-  auto tool = Readonly({"t"}, {},
-                       [&](int) -> Result<int> {
-                         ++calls;
-                         while (!release) std::this_thread::sleep_for(milliseconds(1));
-                         return Status(StatusCode::kNotFound, "no such thing");
-                       },
-                       RealTimeEnv());
+  auto tool = Readonly(
+      {"t"}, {},
+      [&](int) -> Result<int> {
+        ++calls;
+        while (!release) std::this_thread::sleep_for(milliseconds(1));
+        return Status(StatusCode::kNotFound, "no such thing");
+      },
+      RealTimeEnv());
   constexpr int kWaiters = 16;
   std::vector<std::thread> threads;
   std::atomic<int> not_found{0};
@@ -251,13 +260,14 @@ TEST_F(ToolTest, LeaderErrorReachesEveryWaiter) {
 TEST_F(ToolTest, LeaderThatThrowsReachesEveryWaiterAsAnError) {
   std::atomic<int> calls{0};
   std::atomic<bool> release{false};
-  auto tool = Readonly({"t"}, {},
-                       [&](int) -> std::string {
-                         ++calls;
-                         while (!release) std::this_thread::sleep_for(milliseconds(1));
-                         throw std::runtime_error("socket closed");
-                       },
-                       RealTimeEnv());
+  auto tool = Readonly(
+      {"t"}, {},
+      [&](int) -> std::string {
+        ++calls;
+        while (!release) std::this_thread::sleep_for(milliseconds(1));
+        throw std::runtime_error("socket closed");
+      },
+      RealTimeEnv());
   std::vector<std::thread> threads;
   std::atomic<int> errors{0};
   for (int i = 0; i < 8; ++i) {
@@ -284,13 +294,14 @@ TEST_F(ToolTest, WaiterThatTimesOutLeavesWithoutDisturbingOthers) {
   std::atomic<int> calls{0};
   ToolPolicy policy;
   policy.timeout.deadline = milliseconds(100);
-  auto impatient = Readonly({"shared"}, policy,
-                            [&](int) {
-                              ++calls;
-                              while (!release) std::this_thread::sleep_for(milliseconds(1));
-                              return 42;
-                            },
-                            RealTimeEnv());
+  auto impatient = Readonly(
+      {"shared"}, policy,
+      [&](int) {
+        ++calls;
+        while (!release) std::this_thread::sleep_for(milliseconds(1));
+        return 42;
+      },
+      RealTimeEnv());
   // The leader's attempt is bound by the deadline too, so it times out; what
   // matters is that the waiters each get their own deadline error and the
   // flight is cleaned up.
@@ -315,12 +326,13 @@ TEST_F(ToolTest, RetriesTransientErrorsWithBackoffThenSucceeds) {
   policy.retry.max_attempts = 4;
   policy.retry.initial_backoff = milliseconds(100);
   policy.retry.budget_min_retries_per_second = 100;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) -> Result<int> {
-                         if (++calls < 3) return UnavailableError("flaky");
-                         return 7;
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) -> Result<int> {
+        if (++calls < 3) return UnavailableError("flaky");
+        return 7;
+      },
+      env_);
   EXPECT_EQ(tool(1), 7);
   EXPECT_EQ(calls, 3);
   StatsSnapshot s = tool.stats();
@@ -334,12 +346,13 @@ TEST_F(ToolTest, NonRetryableErrorsFailAtOnce) {
   int calls = 0;
   ToolPolicy policy;
   policy.retry.max_attempts = 5;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) -> Result<int> {
-                         ++calls;
-                         return InvalidArgumentError("bad city");
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) -> Result<int> {
+        ++calls;
+        return InvalidArgumentError("bad city");
+      },
+      env_);
   Result<int> r = tool.Call(1);
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().guard(), Guard::kUpstream);
@@ -352,12 +365,13 @@ TEST_F(ToolTest, RetryAfterHintIsHonoured) {
   policy.retry.max_attempts = 2;
   policy.retry.initial_backoff = milliseconds(10);
   policy.retry.budget_min_retries_per_second = 100;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) -> Result<int> {
-                         if (++calls == 1) return ResourceExhaustedError("429", seconds(3));
-                         return 1;
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) -> Result<int> {
+        if (++calls == 1) return ResourceExhaustedError("429", seconds(3));
+        return 1;
+      },
+      env_);
   EXPECT_EQ(tool(1), 1);
   EXPECT_GE(clock_.slept(), seconds(3));
 }
@@ -370,12 +384,13 @@ TEST_F(ToolTest, BreakerOpensThenFailsFastThenFallbackAnswers) {
   policy.breaker.minimum_calls = 5;
   policy.breaker.failure_rate_threshold = 0.5;
   policy.breaker.open_wait = seconds(30);
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) -> Result<int> {
-                         ++calls;
-                         return UnavailableError("down");
-                       },
-                       env_);
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) -> Result<int> {
+        ++calls;
+        return UnavailableError("down");
+      },
+      env_);
   for (int i = 0; i < 5; ++i) EXPECT_FALSE(tool.Call(i).ok());
   EXPECT_EQ(tool.core().breaker_state(), "open");
   Result<int> rejected = tool.Call(99);
@@ -400,13 +415,14 @@ TEST_F(ToolTest, ConcurrencyLimitRejectsWhenFull) {
   policy.cache.enabled = false;
   policy.coalesce.enabled = false;
   policy.limit.max_concurrent = 2;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) {
-                         ++running;
-                         while (!release) std::this_thread::sleep_for(milliseconds(1));
-                         return 1;
-                       },
-                       RealTimeEnv());
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) {
+        ++running;
+        while (!release) std::this_thread::sleep_for(milliseconds(1));
+        return 1;
+      },
+      RealTimeEnv());
   std::thread a([&] { EXPECT_EQ(tool(1), 1); });
   std::thread b([&] { EXPECT_EQ(tool(2), 1); });
   while (running < 2) std::this_thread::sleep_for(milliseconds(1));
@@ -427,17 +443,18 @@ TEST_F(ToolTest, AttemptTimeoutAbandonsSlowAttemptAndRetries) {
   policy.retry.max_attempts = 2;
   policy.retry.initial_backoff = milliseconds(1);
   policy.retry.budget_min_retries_per_second = 100;
-  auto tool = Readonly({"t"}, policy,
-                       [&](int) {
-                         if (++calls == 1) {
-                           // Slow first attempt that notices it was abandoned.
-                           const CallContext* ctx = CurrentCall();
-                           while (!ctx->abandoned->load()) std::this_thread::sleep_for(milliseconds(1));
-                           return -1;
-                         }
-                         return 5;
-                       },
-                       RealTimeEnv());
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int) {
+        if (++calls == 1) {
+          // Slow first attempt that notices it was abandoned.
+          const CallContext* ctx = CurrentCall();
+          while (!ctx->abandoned->load()) std::this_thread::sleep_for(milliseconds(1));
+          return -1;
+        }
+        return 5;
+      },
+      RealTimeEnv());
   EXPECT_EQ(tool(1), 5);
   EXPECT_EQ(calls.load(), 2);
   EXPECT_EQ(tool.stats()[Counter::kAttemptTimeouts], 1u);
@@ -445,7 +462,8 @@ TEST_F(ToolTest, AttemptTimeoutAbandonsSlowAttemptAndRetries) {
 
 TEST_F(ToolTest, SideEffectsAreNeverCachedNorCoalesced) {
   int calls = 0;
-  auto pay = SideEffect({"pay", "1", {"amount"}}, {}, [&](int amount) { return ++calls; }, env_);
+  auto pay = SideEffect(
+      {"pay", "1", {"amount"}}, {}, [&](int amount) { return ++calls; }, env_);
   EXPECT_EQ(pay(10), 1);
   EXPECT_EQ(pay(10), 2);
   EXPECT_FALSE(pay.core().caching());
@@ -456,7 +474,8 @@ TEST_F(ToolTest, NonIdempotentSideEffectWithRetriesIsRefusedAtWrap) {
   ToolPolicy policy;
   policy.retry.max_attempts = 3;
   try {
-    SideEffect({"pay"}, policy, [](int) { return 1; }, env_);
+    SideEffect(
+        {"pay"}, policy, [](int) { return 1; }, env_);
     FAIL() << "expected a policy error";
   } catch (const ToolError& e) {
     EXPECT_EQ(e.status().guard(), Guard::kPolicy);
@@ -465,12 +484,13 @@ TEST_F(ToolTest, NonIdempotentSideEffectWithRetriesIsRefusedAtWrap) {
   policy.idempotent = true;
   int calls = 0;
   policy.retry.budget_min_retries_per_second = 100;
-  auto pay = SideEffect({"pay"}, policy,
-                        [&](int) -> Result<int> {
-                          if (++calls < 3) return UnavailableError("try again");
-                          return 1;
-                        },
-                        env_);
+  auto pay = SideEffect(
+      {"pay"}, policy,
+      [&](int) -> Result<int> {
+        if (++calls < 3) return UnavailableError("try again");
+        return 1;
+      },
+      env_);
   EXPECT_EQ(pay(1), 1);
   EXPECT_EQ(calls, 3);
 }
@@ -497,7 +517,8 @@ TEST_F(ToolTest, BadPoliciesAreRefusedAtWrapNamingTheField) {
     SCOPED_TRACE(c.trace);
     ToolPolicy policy;
     c.mutate(policy);
-    auto wrapped = MakeTool({"t", "1", {"q"}}, policy, [](std::string q) { return q; }, env_);
+    auto wrapped = MakeTool(
+        {"t", "1", {"q"}}, policy, [](std::string q) { return q; }, env_);
     ASSERT_FALSE(wrapped.ok());
     EXPECT_NE(wrapped.status().message().find(c.field), std::string_view::npos)
         << wrapped.status().message();
@@ -505,7 +526,8 @@ TEST_F(ToolTest, BadPoliciesAreRefusedAtWrapNamingTheField) {
 }
 
 TEST_F(ToolTest, ParamCountMismatchIsRefusedAtWrap) {
-  auto wrapped = MakeTool({"t", "1", {"a", "b"}}, {}, [](int a) { return a; }, env_);
+  auto wrapped = MakeTool(
+      {"t", "1", {"a", "b"}}, {}, [](int a) { return a; }, env_);
   ASSERT_FALSE(wrapped.ok());
   EXPECT_NE(wrapped.status().message().find("takes 1"), std::string_view::npos);
 }
@@ -515,9 +537,9 @@ TEST_F(ToolTest, SensitiveArgumentsNeverReachAKey) {
   policy.cache.store = "recording";
   policy.sensitive_params = {"api_key"};
   int calls = 0;
-  auto tool = Readonly({"search", "1", {"query", "api_key"}}, policy,
-                       [&](const std::string& q, const std::string& key) { return ++calls; },
-                       env_);
+  auto tool = Readonly(
+      {"search", "1", {"query", "api_key"}}, policy,
+      [&](const std::string& q, const std::string& key) { return ++calls; }, env_);
   EXPECT_EQ(tool("paris", "sk-SECRET-1"), 1);
   EXPECT_EQ(tool("paris", "sk-SECRET-2"), 1);  // The key does not depend on it.
   EXPECT_EQ(calls, 1);
@@ -531,8 +553,9 @@ TEST_F(ToolTest, KeyParamsSelectWhichArgumentsCount) {
   ToolPolicy policy;
   policy.cache.key_params = {"query"};
   int calls = 0;
-  auto tool = Readonly({"search", "1", {"query", "request_id"}}, policy,
-                       [&](const std::string& q, int request_id) { return ++calls; }, env_);
+  auto tool = Readonly(
+      {"search", "1", {"query", "request_id"}}, policy,
+      [&](const std::string& q, int request_id) { return ++calls; }, env_);
   EXPECT_EQ(tool("paris", 1), 1);
   EXPECT_EQ(tool("paris", 2), 1);
   EXPECT_EQ(tool("lyon", 3), 2);
@@ -542,12 +565,13 @@ TEST_F(ToolTest, ScopeKeepsPrivateResultsApart) {
   ToolPolicy policy;
   policy.scope_param = "user";
   int calls = 0;
-  auto inbox = Readonly({"inbox", "1", {"user", "folder"}}, policy,
-                        [&](const std::string& user, const std::string& folder) {
-                          ++calls;
-                          return user + "/" + folder;
-                        },
-                        env_);
+  auto inbox = Readonly(
+      {"inbox", "1", {"user", "folder"}}, policy,
+      [&](const std::string& user, const std::string& folder) {
+        ++calls;
+        return user + "/" + folder;
+      },
+      env_);
   EXPECT_EQ(inbox("alice", "in"), "alice/in");
   EXPECT_EQ(inbox("bob", "in"), "bob/in");
   EXPECT_EQ(inbox("alice", "in"), "alice/in");
@@ -558,7 +582,8 @@ TEST_F(ToolTest, UnicodeNormalisationSharesAnEntry) {
   ToolPolicy policy;
   policy.cache.normalization = TextNormalization::kNfc;
   int calls = 0;
-  auto tool = Readonly({"t"}, policy, [&](const std::string& s) { return ++calls; }, env_);
+  auto tool = Readonly(
+      {"t"}, policy, [&](const std::string& s) { return ++calls; }, env_);
   EXPECT_EQ(tool("caf\xC3\xA9"), 1);   // Composed é.
   EXPECT_EQ(tool("cafe\xCC\x81"), 1);  // e + combining acute.
   EXPECT_EQ(calls, 1);
@@ -575,8 +600,8 @@ TEST_F(ToolTest, RetryBudgetBoundsAttemptsUnderTotalFailure) {
   policy.retry.budget_ratio = 0.2;
   policy.retry.budget_min_retries_per_second = 1;
   policy.retry.budget_window = seconds(10);
-  auto tool = Readonly({"down"}, policy,
-                       [](int) -> Result<int> { return UnavailableError("always down"); }, env_);
+  auto tool = Readonly(
+      {"down"}, policy, [](int) -> Result<int> { return UnavailableError("always down"); }, env_);
   constexpr int kCalls = 2000;
   for (int i = 0; i < kCalls; ++i) {
     EXPECT_FALSE(tool.Call(i).ok());
@@ -584,7 +609,8 @@ TEST_F(ToolTest, RetryBudgetBoundsAttemptsUnderTotalFailure) {
   }
   StatsSnapshot s = tool.stats();
   // Elapsed time of fake clock gives the floor: 1 retry/s.
-  double elapsed_s = std::chrono::duration<double>(milliseconds(5) * kCalls + clock_.slept()).count();
+  double elapsed_s =
+      std::chrono::duration<double>(milliseconds(5) * kCalls + clock_.slept()).count();
   double bound = 1.2 * kCalls + 1.0 * (elapsed_s + 10);
   EXPECT_LE(static_cast<double>(s[Counter::kAttempts]), bound);
   EXPECT_GT(s[Counter::kRejectedByBudget], 0u);
@@ -592,7 +618,8 @@ TEST_F(ToolTest, RetryBudgetBoundsAttemptsUnderTotalFailure) {
 
 TEST_F(ToolTest, ArgumentsThatCannotBeKeyedGoUpstreamUncached) {
   int calls = 0;
-  auto tool = Readonly({"t"}, {}, [&](const Filters& f) { return ++calls; }, env_);
+  auto tool = Readonly(
+      {"t"}, {}, [&](const Filters& f) { return ++calls; }, env_);
   EXPECT_EQ(tool(Filters{"city"}), 1);
   EXPECT_EQ(tool(Filters{"city"}), 2);  // Never served from a bad key.
   StatsSnapshot s = tool.stats();
@@ -603,14 +630,20 @@ TEST_F(ToolTest, ArgumentsThatCannotBeKeyedGoUpstreamUncached) {
 
 TEST_F(ToolTest, NestedToolCallsOnOneThreadKeepTheirKeys) {
   int inner_calls = 0, outer_calls = 0;
-  auto inner = Readonly({"inner"}, {}, [&](const std::string& s) {
-    ++inner_calls;
-    return s + "!";
-  }, env_);
-  auto outer = Readonly({"outer"}, {}, [&](const std::string& s) {
-    ++outer_calls;
-    return inner(s + s) + inner("x");
-  }, env_);
+  auto inner = Readonly(
+      {"inner"}, {},
+      [&](const std::string& s) {
+        ++inner_calls;
+        return s + "!";
+      },
+      env_);
+  auto outer = Readonly(
+      {"outer"}, {},
+      [&](const std::string& s) {
+        ++outer_calls;
+        return inner(s + s) + inner("x");
+      },
+      env_);
   EXPECT_EQ(outer("ab"), "abab!x!");
   EXPECT_EQ(outer("ab"), "abab!x!");
   EXPECT_EQ(outer_calls, 1);
