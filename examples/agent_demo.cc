@@ -39,7 +39,9 @@ std::string Upper(std::string s) {
 }
 
 void PrintTool(const char* name, const toolops::StatsSnapshot& s, double cost,
-               std::string_view breaker) {
+               const toolops::ToolCore& core) {
+  std::string breaker = std::string(core.breaker_state()) + " (" +
+                        std::to_string(core.breaker_transitions()) + " changes)";
   uint64_t upstream = s[Counter::kAttempts];
   std::printf("%-12s %7llu %7llu %6llu %6llu %6llu %6llu %6llu %6llu %6llu %8.3f  %s\n", name,
               static_cast<unsigned long long>(s[Counter::kCalls]),
@@ -51,7 +53,7 @@ void PrintTool(const char* name, const toolops::StatsSnapshot& s, double cost,
               static_cast<unsigned long long>(s[Counter::kRejectedByBreaker]),
               static_cast<unsigned long long>(s[Counter::kFallback]),
               static_cast<unsigned long long>(s[Counter::kUpstreamError]),
-              cost * static_cast<double>(s.saved()), std::string(breaker).c_str());
+              cost * static_cast<double>(s.saved()), breaker.c_str());
 }
 
 }  // namespace
@@ -134,6 +136,10 @@ int main() {
         web_search(agent % 2 ? topic : Upper(topic));
         weather.Call(cities[(conversation * 7 + agent) % cities.size()]);
         stock_quote.Call(symbols[(conversation + agent) % symbols.size()]);
+        // During the outage, agents also ask for symbols never quoted before:
+        // nothing stale to serve, so the breaker fails them fast and the
+        // fallback answers.
+        if (quotes_down && agent < 2) stock_quote.Call("NEW" + std::to_string(conversation));
         if (agent == 0) send_email("user@example.com", "summary " + std::to_string(conversation));
       });
     }
@@ -143,13 +149,10 @@ int main() {
 
   std::printf("%-12s %7s %7s %6s %6s %6s %6s %6s %6s %6s %8s  %s\n", "tool", "calls", "upstrm",
               "hit", "coal", "stale", "retry", "brk", "fallbk", "error", "saved $", "breaker");
-  PrintTool("web_search", web_search.stats(), search_policy.cost_per_call,
-            web_search.core().breaker_state());
-  PrintTool("weather_api", weather.stats(), weather_policy.cost_per_call,
-            weather.core().breaker_state());
-  PrintTool("stock_quote", stock_quote.stats(), quote_policy.cost_per_call,
-            stock_quote.core().breaker_state());
-  PrintTool("send_email", send_email.stats(), 0.0, send_email.core().breaker_state());
+  PrintTool("web_search", web_search.stats(), search_policy.cost_per_call, web_search.core());
+  PrintTool("weather_api", weather.stats(), weather_policy.cost_per_call, weather.core());
+  PrintTool("stock_quote", stock_quote.stats(), quote_policy.cost_per_call, stock_quote.core());
+  PrintTool("send_email", send_email.stats(), 0.0, send_email.core());
 
   double spent = 0.005 * search_api.calls + 0.002 * weather_api.calls + 0.010 * quote_api.calls;
   double naive = 0.005 * static_cast<double>(web_search.stats()[Counter::kCalls]) +

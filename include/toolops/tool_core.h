@@ -92,8 +92,10 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   void SetFallback(BytesFallback fallback);
 
   StatsSnapshot stats() const;
-  // "closed", "open" or "half_open".
+  // "closed", "open" or "half-open".
   std::string_view breaker_state() const;
+  // State changes of the breaker so far.
+  uint64_t breaker_transitions() const;
   // Number of keys in flight now.
   size_t flights() const;
   // Callers waiting now for a call another caller leads.

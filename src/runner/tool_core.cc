@@ -224,6 +224,7 @@ StatsSnapshot ToolCore::stats() const { return engine_->stats().Snapshot(); }
 std::string_view ToolCore::breaker_state() const {
   return BreakerStateName(engine_->breaker().state());
 }
+uint64_t ToolCore::breaker_transitions() const { return engine_->breaker().transitions(); }
 size_t ToolCore::flights() const { return engine_->flights().size(); }
 size_t ToolCore::waiting() const { return engine_->flights().waiting(); }
 
