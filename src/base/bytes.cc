@@ -2,6 +2,8 @@
 
 #include "toolops/bytes.h"
 
+#include "base/hash.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -48,16 +50,6 @@ const uint64_t kSeed = ProcessSeed();
 
 inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-// The 64-bit finaliser of MurmurHash3: every input bit affects every output bit.
-inline uint64_t Avalanche(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
 }  // namespace
 
 uint64_t HashBytes(std::string_view data) {
@@ -88,7 +80,7 @@ uint64_t HashBytes(std::string_view data) {
     }
     h ^= Rotl(word * kMul1, 31) * kMul2;
   }
-  return Avalanche(h);
+  return Mix64(h);
 }
 
 }  // namespace toolops

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/format.h"
+
 namespace toolops {
 namespace {
 
@@ -21,19 +23,6 @@ uint64_t Pack(uint64_t generation, BreakerState state) {
 }
 BreakerState StateOf(uint64_t packed) { return static_cast<BreakerState>(packed & kStateMask); }
 uint64_t GenerationOf(uint64_t packed) { return packed >> kStateBits; }
-
-// "250ms", "1.5s", "30s".
-std::string FormatDuration(Duration d) {
-  if (d < Duration::zero()) d = Duration::zero();
-  if (d < std::chrono::seconds(1)) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + "ms";
-  }
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.1f", std::chrono::duration<double>(d).count());
-  std::string text(buffer);
-  if (text.size() > 2 && text.compare(text.size() - 2, 2, ".0") == 0) text.resize(text.size() - 2);
-  return text + "s";
-}
 
 // 0.625 -> "62.5%", 0.5 -> "50%".
 std::string FormatPercent(double share) {

@@ -2,6 +2,8 @@
 
 #include "engine/call_engine.h"
 
+#include "base/format.h"
+
 #include <algorithm>
 #include <string>
 
@@ -25,10 +27,6 @@ class ScopedCall {
  private:
   const CallContext* previous_;
 };
-
-std::string Millis(Duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + "ms";
-}
 
 // "name NUL version US k<format> [u<unicode>] NUL". The version field also
 // carries the argument encoding's format version and, when strings are
@@ -182,25 +180,27 @@ Status CallEngine::AttemptTimedOut(int attempt, Duration limit, bool deadline_bo
     return Status(StatusCode::kDeadlineExceeded,
                   "tool '" + spec_.name + "': attempt " + std::to_string(attempt) +
                       " was still running when the deadline of " +
-                      Millis(policy_.timeout.deadline) + " passed",
+                      FormatDuration(policy_.timeout.deadline) + " passed",
                   Guard::kDeadline);
   }
   return Status(StatusCode::kDeadlineExceeded,
                 "tool '" + spec_.name + "': attempt " + std::to_string(attempt) +
-                    " took longer than the attempt timeout of " + Millis(limit),
+                    " took longer than the attempt timeout of " + FormatDuration(limit),
                 Guard::kAttemptTimeout);
 }
 
 Status CallEngine::DeadlinePassedBeforeAttempt(int attempt) const {
   return Status(StatusCode::kDeadlineExceeded,
-                "tool '" + spec_.name + "': the deadline of " + Millis(policy_.timeout.deadline) +
-                    " passed before attempt " + std::to_string(attempt) + " could start",
+                "tool '" + spec_.name + "': the deadline of " +
+                    FormatDuration(policy_.timeout.deadline) + " passed before attempt " +
+                    std::to_string(attempt) + " could start",
                 Guard::kDeadline);
 }
 
 Status CallEngine::DeadlinePassedWhileWaiting() const {
   return Status(StatusCode::kDeadlineExceeded,
-                "tool '" + spec_.name + "': the deadline of " + Millis(policy_.timeout.deadline) +
+                "tool '" + spec_.name + "': the deadline of " +
+                    FormatDuration(policy_.timeout.deadline) +
                     " passed while waiting for an identical call in flight",
                 Guard::kDeadline);
 }

@@ -5,19 +5,14 @@
 // to change.
 
 #include <algorithm>
-#include <sstream>
 #include <string>
 
 #include "toolops/policy.h"
 
+#include "base/format.h"
+
 namespace toolops {
 namespace {
-
-std::string Seconds(Duration d) {
-  std::ostringstream out;
-  out << std::chrono::duration<double>(d).count() << "s";
-  return out.str();
-}
 
 Status Bad(const ToolSpec& spec, const std::string& what) {
   return Status(StatusCode::kInvalidArgument, "tool '" + spec.name + "': " + what, Guard::kPolicy);
@@ -66,15 +61,16 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
   bool caching = policy.kind == ToolKind::kReadonly && cache.enabled;
   if (caching) {
     if (cache.ttl <= Duration::zero()) {
-      return Bad(spec, "cache.ttl is " + Seconds(cache.ttl) +
+      return Bad(spec, "cache.ttl is " + FormatDuration(cache.ttl) +
                            "; it must be positive (disable the cache with cache.enabled = false)");
     }
     if (cache.stale_while_revalidate < Duration::zero()) {
-      return Bad(spec, "cache.stale_while_revalidate is " + Seconds(cache.stale_while_revalidate) +
+      return Bad(spec, "cache.stale_while_revalidate is " +
+                           FormatDuration(cache.stale_while_revalidate) +
                            "; it must be zero (off) or positive");
     }
     if (cache.stale_if_error < Duration::zero()) {
-      return Bad(spec, "cache.stale_if_error is " + Seconds(cache.stale_if_error) +
+      return Bad(spec, "cache.stale_if_error is " + FormatDuration(cache.stale_if_error) +
                            "; it must be zero (off) or positive");
     }
     if (cache.store.empty()) return Bad(spec, "cache.store is empty; name a registered store");
@@ -98,7 +94,7 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
                          "; it must be between 1 (no retries) and 100");
   }
   if (retry.initial_backoff < Duration::zero()) {
-    return Bad(spec, "retry.initial_backoff is " + Seconds(retry.initial_backoff) +
+    return Bad(spec, "retry.initial_backoff is " + FormatDuration(retry.initial_backoff) +
                          "; it must be zero or positive");
   }
   if (!(retry.multiplier >= 1.0 && retry.multiplier <= 100.0)) {
@@ -106,8 +102,9 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
                          "; it must be between 1 and 100");
   }
   if (retry.max_backoff < retry.initial_backoff) {
-    return Bad(spec, "retry.max_backoff (" + Seconds(retry.max_backoff) +
-                         ") is below retry.initial_backoff (" + Seconds(retry.initial_backoff) +
+    return Bad(spec, "retry.max_backoff (" + FormatDuration(retry.max_backoff) +
+                         ") is below retry.initial_backoff (" +
+                         FormatDuration(retry.initial_backoff) +
                          "); the cap must be at least the first wait");
   }
   if (!(retry.budget_ratio >= 0.0 && retry.budget_ratio <= 10.0)) {
@@ -118,7 +115,7 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
     return Bad(spec, "retry.budget_min_retries_per_second must be zero or more");
   }
   if (retry.budget_window < std::chrono::seconds(1)) {
-    return Bad(spec, "retry.budget_window is " + Seconds(retry.budget_window) +
+    return Bad(spec, "retry.budget_window is " + FormatDuration(retry.budget_window) +
                          "; it must be at least 1s");
   }
   if (retry.max_retry_after < Duration::zero()) {
@@ -150,7 +147,7 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
     if (breaker.window == BreakerWindow::kTimeBased &&
         (breaker.window_duration < std::chrono::seconds(1) ||
          breaker.window_duration > std::chrono::hours(1))) {
-      return Bad(spec, "breaker.window_duration is " + Seconds(breaker.window_duration) +
+      return Bad(spec, "breaker.window_duration is " + FormatDuration(breaker.window_duration) +
                            "; it must be between 1s and 1h");
     }
     if (breaker.minimum_calls < 1) {
@@ -171,8 +168,8 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
       return Bad(spec, "breaker.slow_call_duration must be positive");
     }
     if (breaker.open_wait <= Duration::zero()) {
-      return Bad(spec,
-                 "breaker.open_wait is " + Seconds(breaker.open_wait) + "; it must be positive");
+      return Bad(spec, "breaker.open_wait is " + FormatDuration(breaker.open_wait) +
+                           "; it must be positive");
     }
     if (breaker.half_open_probes < 1 || breaker.half_open_probes > 1000) {
       return Bad(spec, "breaker.half_open_probes is " + std::to_string(breaker.half_open_probes) +

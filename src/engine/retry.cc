@@ -8,21 +8,10 @@
 #include <cstdio>
 #include <string>
 
+#include "base/format.h"
+
 namespace toolops {
 namespace {
-
-// "250ms", "1.5s", "120s": short enough for one error line.
-std::string FormatDuration(Duration d) {
-  if (d < Duration::zero()) d = Duration::zero();
-  if (d < std::chrono::seconds(1)) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + "ms";
-  }
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.1f", std::chrono::duration<double>(d).count());
-  std::string text(buffer);
-  if (text.size() > 2 && text.compare(text.size() - 2, 2, ".0") == 0) text.resize(text.size() - 2);
-  return text + "s";
-}
 
 std::string FormatNumber(double value) {
   char buffer[32];
@@ -95,7 +84,7 @@ RetryDecision DecideRetry(std::string_view tool, const RetryPolicy& policy, cons
     return FailWith(Status(StatusCode::kDeadlineExceeded,
                            ToolName(tool) + ": attempt " + std::to_string(attempts_made + 1) +
                                " could not start before the deadline (it would wait " +
-                               FormatDuration(delay) + ", " + FormatDuration(deadline - now) +
+                               FormatDuration(delay) + ", " + FormatDuration(std::max(Duration::zero(), deadline - now)) +
                                " left) (last error: " + error.ToString() + ")",
                            Guard::kDeadline));
   }

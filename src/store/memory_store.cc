@@ -37,6 +37,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/hash.h"
 #include "base/mutex.h"
 
 namespace toolops {
@@ -115,14 +116,7 @@ void FreeNodes(Node* node) {
 
 // Spreads the caller's hash over all 64 bits, so that shard, slot, tag and
 // sketch positions stay independent even for a weak HashBytes.
-uint64_t MixHash(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
+uint64_t MixHash(uint64_t h) { return Mix64(h); }
 
 int64_t ToNs(TimePoint t) {
   return std::chrono::duration_cast<Duration>(t.time_since_epoch()).count();
