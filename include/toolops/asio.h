@@ -151,31 +151,27 @@ auto MakeAsyncTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Env
   using Wrapped = AsyncTool<typename Traits::Signature>;
   using Function = typename Wrapped::Function;
   using Value = typename Traits::Value;
-  Result<std::vector<internal::ParamRole>> roles =
-      internal::ParamRoles(spec, policy, Traits::kArity);
-  if (!roles.ok()) return roles.status();
-  Result<std::shared_ptr<ToolCore>> core =
-      ToolCore::Create(std::move(spec), std::move(policy), env);
-  if (!core.ok()) return core.status();
+  Result<internal::WrappedCore> made =
+      internal::WrapCore(std::move(spec), std::move(policy), Traits::kArity, env);
+  if (!made.ok()) return made.status();
   auto function = std::make_shared<const Function>(
       [fn = std::move(fn)](auto... args) -> asio::awaitable<Result<Value>> {
         co_return co_await fn(std::move(args)...);
       });
-  return Wrapped(std::move(core).value(), std::move(function), std::move(roles).value());
+  return Wrapped(std::move(made->core), std::move(function), std::move(made->roles));
 }
 
 template <typename F>
 auto ReadonlyAsync(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
-  policy.kind = ToolKind::kReadonly;
-  return MakeAsyncTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+  return MakeAsyncTool(std::move(spec), internal::AsReadonly(std::move(policy)), std::move(fn), env)
+      .ValueOrThrow();
 }
 
 template <typename F>
 auto SideEffectAsync(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
-  policy.kind = ToolKind::kSideEffect;
-  policy.cache.enabled = false;
-  policy.coalesce.enabled = false;
-  return MakeAsyncTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+  return MakeAsyncTool(std::move(spec), internal::AsSideEffect(std::move(policy)), std::move(fn),
+                       env)
+      .ValueOrThrow();
 }
 
 }  // namespace toolops

@@ -166,11 +166,22 @@ class KeyBufferLease {
 
 enum class ParamRole : uint8_t { kKey, kScope, kSkip };
 
-// The role of each parameter in the key, from the spec and the policy.
-// Returns InvalidArgument when the spec names a different number of
-// parameters than the function takes.
-Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy& policy,
-                                          size_t arity);
+// What every wrapper holds besides the function: the shared core and the
+// role of each parameter in the key.
+struct WrappedCore {
+  std::shared_ptr<ToolCore> core;
+  std::vector<ParamRole> roles;
+};
+
+// Validates and builds the core of a tool whose function takes `arity`
+// parameters. Returns InvalidArgument (guard kPolicy) for a bad spec or
+// policy, including a spec that names a different number of parameters.
+Result<WrappedCore> WrapCore(ToolSpec spec, ToolPolicy policy, size_t arity, Environment env);
+
+// The policy of a read-only tool, and of a side effect (never cached or
+// coalesced).
+ToolPolicy AsReadonly(ToolPolicy policy);
+ToolPolicy AsSideEffect(ToolPolicy policy);
 
 // Appends the canonical encoding of a call's key arguments to `key`: the
 // scope first (so no two scopes ever share an entry), then the key params.
@@ -270,26 +281,23 @@ auto MakeTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environm
   using Traits = internal::FunctionTraits<F>;
   using Wrapped = Tool<typename Traits::Signature>;
   using Function = typename Wrapped::Function;
-  Result<std::vector<internal::ParamRole>> roles =
-      internal::ParamRoles(spec, policy, Traits::kArity);
-  if (!roles.ok()) return roles.status();
-  Result<std::shared_ptr<ToolCore>> core =
-      ToolCore::Create(std::move(spec), std::move(policy), env);
-  if (!core.ok()) return core.status();
+  Result<internal::WrappedCore> made =
+      internal::WrapCore(std::move(spec), std::move(policy), Traits::kArity, env);
+  if (!made.ok()) return made.status();
   auto function = std::make_shared<const Function>(
       [fn = std::move(fn)](auto&&... args)
           -> Result<typename internal::UnwrapResult<typename Traits::Return>::type> {
         return fn(std::forward<decltype(args)>(args)...);
       });
-  return Wrapped(std::move(core).value(), std::move(function), std::move(roles).value());
+  return Wrapped(std::move(made->core), std::move(function), std::move(made->roles));
 }
 
 // A read of the outside world: cached, coalesced, retried. Throws ToolError
 // (InvalidArgument, guard kPolicy) for a bad spec or policy, at wrap time.
 template <typename F>
 auto Readonly(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
-  policy.kind = ToolKind::kReadonly;
-  return MakeTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+  return MakeTool(std::move(spec), internal::AsReadonly(std::move(policy)), std::move(fn), env)
+      .ValueOrThrow();
 }
 
 // A write (payment, message, ...): never cached or coalesced, retried only
@@ -297,10 +305,8 @@ auto Readonly(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environm
 // concurrency limit. Throws ToolError for a bad spec or policy, at wrap time.
 template <typename F>
 auto SideEffect(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environment()) {
-  policy.kind = ToolKind::kSideEffect;
-  policy.cache.enabled = false;
-  policy.coalesce.enabled = false;
-  return MakeTool(std::move(spec), std::move(policy), std::move(fn), env).ValueOrThrow();
+  return MakeTool(std::move(spec), internal::AsSideEffect(std::move(policy)), std::move(fn), env)
+      .ValueOrThrow();
 }
 
 }  // namespace toolops

@@ -1,10 +1,14 @@
-// src/runner/param_roles.cc
+// src/runner/wrap.cc
+//
+// The non-template part of wrapping a tool: the roles of its parameters in
+// the key and the validated core, shared by the blocking and async wrappers.
 
 #include <algorithm>
 
 #include "toolops/tool.h"
 
 namespace toolops::internal {
+namespace {
 
 Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy& policy,
                                           size_t arity) {
@@ -29,6 +33,29 @@ Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy
     }
   }
   return roles;
+}
+
+}  // namespace
+
+Result<WrappedCore> WrapCore(ToolSpec spec, ToolPolicy policy, size_t arity, Environment env) {
+  Result<std::vector<ParamRole>> roles = ParamRoles(spec, policy, arity);
+  if (!roles.ok()) return roles.status();
+  Result<std::shared_ptr<ToolCore>> core =
+      ToolCore::Create(std::move(spec), std::move(policy), env);
+  if (!core.ok()) return core.status();
+  return WrappedCore{std::move(core).value(), std::move(roles).value()};
+}
+
+ToolPolicy AsReadonly(ToolPolicy policy) {
+  policy.kind = ToolKind::kReadonly;
+  return policy;
+}
+
+ToolPolicy AsSideEffect(ToolPolicy policy) {
+  policy.kind = ToolKind::kSideEffect;
+  policy.cache.enabled = false;
+  policy.coalesce.enabled = false;
+  return policy;
 }
 
 }  // namespace toolops::internal
