@@ -320,6 +320,34 @@ TEST_F(ToolTest, WaiterThatTimesOutLeavesWithoutDisturbingOthers) {
   EXPECT_EQ(impatient.core().flights(), 0u);
 }
 
+TEST_F(ToolTest, FullFlightTableSendsCallsUpstreamAloneAndDrains) {
+  std::atomic<bool> release{false};
+  std::atomic<int> calls{0};
+  ToolPolicy policy;
+  policy.coalesce.max_flights = 1;
+  auto tool = Readonly(
+      {"t"}, policy,
+      [&](int key) {
+        ++calls;
+        while (!release) std::this_thread::sleep_for(milliseconds(1));
+        return key;
+      },
+      RealTimeEnv());
+  std::thread leader([&] { EXPECT_EQ(tool(1), 1); });
+  while (tool.core().flights() < 1) std::this_thread::sleep_for(milliseconds(1));
+  // The table is full: a call for another key cannot lead a flight.
+  std::thread overflow([&] { EXPECT_EQ(tool(2), 2); });
+  while (calls < 2) std::this_thread::sleep_for(milliseconds(1));
+  EXPECT_EQ(tool.core().flights(), 1u);
+  release = true;
+  leader.join();
+  overflow.join();
+  EXPECT_EQ(tool.stats()[Counter::kFlightOverflow], 1u);
+  EXPECT_EQ(tool.core().flights(), 0u);
+  EXPECT_EQ(tool(2), 2);  // The overflow call's result was cached all the same.
+  EXPECT_EQ(calls.load(), 2);
+}
+
 TEST_F(ToolTest, RetriesTransientErrorsWithBackoffThenSucceeds) {
   int calls = 0;
   ToolPolicy policy;
