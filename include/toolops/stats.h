@@ -47,6 +47,33 @@ enum class Counter : uint8_t {
 
 std::string_view CounterName(Counter counter);
 
+namespace internal {
+
+// Per-thread stripes for counters written on hot paths. A thread leases one
+// stripe index for its lifetime (returned when it exits): indices below
+// kStripes - 1 have one writer at a time, so a relaxed load and store update
+// them; the last index is shared by threads beyond the pool and needs an
+// atomic add.
+inline constexpr size_t kStripes = 32;
+struct StripeLease {
+  size_t index;
+  bool exclusive;
+};
+// This thread's lease, the same for every counter. Never blocks after the
+// thread's first call.
+const StripeLease& CurrentStripe();
+
+// Adds `n` to `value`, the stripe of the calling thread.
+inline void AddToStripe(std::atomic<uint64_t>& value, const StripeLease& lease, uint64_t n) {
+  if (lease.exclusive) {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  } else {
+    value.fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace internal
+
 constexpr size_t kNumCounters = static_cast<size_t>(Counter::kCount_);
 
 struct StatsSnapshot {
@@ -75,31 +102,18 @@ class ToolStats {
 
   // REQUIRES: counter != kCalls (it is derived).
   void Add(Counter counter, uint64_t n = 1) {
-    const SlotLease& lease = CurrentSlot();
-    std::atomic<uint64_t>& value = slots_[lease.index].values[static_cast<size_t>(counter)];
-    if (lease.exclusive) {
-      value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    } else {
-      value.fetch_add(n, std::memory_order_relaxed);
-    }
+    const internal::StripeLease& lease = internal::CurrentStripe();
+    internal::AddToStripe(slots_[lease.index].values[static_cast<size_t>(counter)], lease, n);
   }
 
   StatsSnapshot Snapshot() const;
 
  private:
-  // Slots 0 .. kSlots-2 are leased to one thread each; the last is shared.
-  static constexpr size_t kSlots = 32;
   struct alignas(64) Slot {
     std::array<std::atomic<uint64_t>, kNumCounters> values{};
   };
-  struct SlotLease {
-    size_t index;
-    bool exclusive;
-  };
-  // This thread's slot index, the same for every ToolStats.
-  static const SlotLease& CurrentSlot();
 
-  std::array<Slot, kSlots> slots_;
+  std::array<Slot, internal::kStripes> slots_;
 };
 
 }  // namespace toolops

@@ -96,15 +96,17 @@ class SlotPool {
 
 }  // namespace
 
-const ToolStats::SlotLease& ToolStats::CurrentSlot() {
+namespace internal {
+
+const StripeLease& CurrentStripe() {
   // The lease lives as long as the thread. The pool's mutex orders the last
   // writes of a thread that exits before the first writes of the next thread
-  // that takes its index, so a slot never has two writers at once.
+  // that takes its index, so a stripe never has two writers at once.
   struct Holder {
-    SlotLease lease;
+    StripeLease lease;
     Holder() {
-      size_t index = SlotPool::Get().Lease(kSlots - 1, kSlots - 1);
-      lease = SlotLease{index, index != kSlots - 1};
+      size_t index = SlotPool::Get().Lease(kStripes - 1, kStripes - 1);
+      lease = StripeLease{index, index != kStripes - 1};
     }
     ~Holder() {
       if (lease.exclusive) SlotPool::Get().Return(lease.index);
@@ -113,6 +115,8 @@ const ToolStats::SlotLease& ToolStats::CurrentSlot() {
   thread_local Holder holder;
   return holder.lease;
 }
+
+}  // namespace internal
 
 StatsSnapshot ToolStats::Snapshot() const {
   StatsSnapshot out;

@@ -27,6 +27,8 @@
 #include "store/memory_store.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +41,7 @@
 
 #include "base/hash.h"
 #include "base/mutex.h"
+#include "toolops/stats.h"
 
 namespace toolops {
 namespace {
@@ -303,8 +306,19 @@ class alignas(64) MemoryShard {
   // Called once, before the shard is used by any other thread.
   void Init(const ShardLimits& limits) { limits_ = limits; }
 
-  std::optional<StoredValue> Get(std::string_view key, uint64_t hash, int64_t now_ns)
-      TOOLOPS_EXCLUDES(mu_);
+  // On a hit, also sets *version to the shard's version at the time of the
+  // read (see version()).
+  std::optional<StoredValue> Get(std::string_view key, uint64_t hash, int64_t now_ns,
+                                 uint64_t* version) TOOLOPS_EXCLUDES(mu_);
+  // Changes whenever an entry of this shard is removed or replaced (not when
+  // one is added): an entry read at version v is still the current one while
+  // version() == v. Lets the per-thread front cache serve a hit without the
+  // lock.
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  // Counts `n` hits served from a front cache as uses of the entry (recency
+  // and frequency), if it is still there. (The hits themselves are counted
+  // by the store, per thread.)
+  void RecordHits(std::string_view key, uint64_t hash, uint32_t n) TOOLOPS_EXCLUDES(mu_);
   // Takes ownership of `node` (key and hash set). Returns false only if the
   // table or heap could not grow; the node is freed either way.
   bool Put(Node* node, const Bytes& value, int64_t fresh_ns, int64_t stale_ns, int64_t now_ns)
@@ -367,7 +381,10 @@ class alignas(64) MemoryShard {
   void EvictToBounds(Node** garbage) TOOLOPS_REQUIRES(mu_);
   void Evict(Node* node, Node** garbage) TOOLOPS_REQUIRES(mu_);
 
-  mutable Mutex mu_;
+  // On its own cache line: read by every front-cache hit, written only when
+  // an entry is removed or replaced.
+  alignas(64) std::atomic<uint64_t> version_{0};
+  alignas(64) mutable Mutex mu_;
   ShardLimits limits_;
 
   uintptr_t* slots_ TOOLOPS_GUARDED_BY(mu_) = nullptr;
@@ -595,6 +612,7 @@ void MemoryShard::Insert(Node* node, int64_t stale_ns) {
 }
 
 void MemoryShard::Remove(Node* node, uint32_t slot, Node** garbage) {
+  version_.fetch_add(1, std::memory_order_release);
   size_t charge = node->charge();
   Unlink(node, charge);
   EraseSlot(slot);
@@ -671,7 +689,8 @@ void MemoryShard::EvictToBounds(Node** garbage) {
 
 // ---- Operations ----
 
-std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash, int64_t now_ns) {
+std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash, int64_t now_ns,
+                                            uint64_t* version) {
   std::optional<StoredValue> found;
   Node* garbage = nullptr;
   {
@@ -706,12 +725,25 @@ std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash,
         ++hits_;
         OnAccess(node);
         found.emplace(StoredValue{node->value, FromNs(node->fresh_ns), FromNs(stale_ns)});
+        *version = version_.load(std::memory_order_relaxed);  // Written only under mu_.
       }
     }
     if (count_frequency) sketch_.Increment(cells);
   }
   FreeNodes(garbage);
   return found;
+}
+
+void MemoryShard::RecordHits(std::string_view key, uint64_t hash, uint32_t n) {
+  MutexLock lock(&mu_);
+  uint32_t slot = FindSlot(key, hash);
+  if (slot == kNoSlot) return;
+  OnAccess(NodeAt(slots_[slot]));
+  if (limits_.policy == EvictionPolicy::kTinyLfu) {
+    // The sketch's 4-bit counters saturate at 15; a few increments carry the
+    // popularity without a long loop under the lock.
+    for (uint32_t i = 0; i < std::min<uint32_t>(n, 4); ++i) sketch_.Increment(hash);
+  }
 }
 
 bool MemoryShard::Put(Node* node, const Bytes& value, int64_t fresh_ns, int64_t stale_ns,
@@ -726,6 +758,7 @@ bool MemoryShard::Put(Node* node, const Bytes& value, int64_t fresh_ns, int64_t 
     if (slot != kNoSlot) {
       // Replace in place; the new node was only needed for a new key.
       Node* existing = NodeAt(slots_[slot]);
+      version_.fetch_add(1, std::memory_order_release);
       size_t old_charge = existing->charge();
       Unlink(existing, old_charge);
       replaced = std::exchange(existing->value, value);
@@ -891,8 +924,44 @@ Result<std::unique_ptr<MemoryStore>> MemoryStore::Create(const MemoryStoreOption
   return std::unique_ptr<MemoryStore>(new MemoryStore(options, shards));
 }
 
+namespace {
+
+// The per-thread front cache: a few recently hit entries of any memory store,
+// direct-mapped by hash. A slot is valid while its store's shard still has
+// the version it was read at, so a hit here returns exactly what the shard
+// would, without its lock and without writing any line another thread reads.
+struct FrontSlot {
+  uint64_t store_id = 0;  // 0: empty. Store ids are never reused.
+  uint64_t hash = 0;
+  uint64_t version = 0;
+  int64_t fresh_ns = 0;
+  int64_t stale_ns = 0;
+  uint32_t pending_hits = 0;  // Hits not yet reported to the shard.
+  std::string key;
+  Bytes value;
+};
+constexpr size_t kFrontSlots = 256;
+// Larger entries are not kept, so that a thread pins at most
+// kFrontSlots * (kFrontMaxKey + kFrontMaxValue) bytes (about 1 MiB).
+constexpr size_t kFrontMaxValue = 4 << 10;
+constexpr size_t kFrontMaxKey = 256;
+// Hits are reported to the shard in batches of this many.
+constexpr uint32_t kFrontReportEvery = 32;
+
+std::atomic<uint64_t> next_store_id{1};
+
+// Two ways per set: a key goes in either slot of its set, so two hot keys
+// that share a set do not evict each other.
+FrontSlot* FrontSetFor(uint64_t hash) {
+  thread_local std::array<FrontSlot, kFrontSlots> slots;
+  return &slots[((hash >> 40) & (kFrontSlots / 2 - 1)) * 2];
+}
+
+}  // namespace
+
 MemoryStore::MemoryStore(const MemoryStoreOptions& options, size_t shard_count)
     : name_(options.name),
+      id_(next_store_id.fetch_add(1, std::memory_order_relaxed)),
       shard_count_(shard_count),
       max_entry_bytes_(options.max_bytes / shard_count),
       shards_(new MemoryShard[shard_count]) {
@@ -908,7 +977,44 @@ MemoryShard& MemoryStore::ShardFor(uint64_t mixed_hash) const {
 
 std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
   uint64_t hash = MixHash(key.hash);
-  return ShardFor(hash).Get(key.bytes, hash, ToNs(now));
+  MemoryShard& shard = ShardFor(hash);
+  int64_t now_ns = ToNs(now);
+  FrontSlot* set = FrontSetFor(hash);
+  for (int way = 0; way < 2; ++way) {
+    FrontSlot& front = set[way];
+    if (front.store_id == id_ && front.hash == hash && now_ns < front.stale_ns &&
+        front.version == shard.version() && front.key == key.bytes) {
+      const internal::StripeLease& lease = internal::CurrentStripe();
+      internal::AddToStripe(front_hits_[lease.index].value, lease, 1);
+      if (++front.pending_hits >= kFrontReportEvery) {
+        shard.RecordHits(key.bytes, hash, front.pending_hits);
+        front.pending_hits = 0;
+      }
+      if (way == 1) std::swap(set[0], set[1]);  // The most recent hit goes first.
+      return StoredValue{set[0].value, FromNs(set[0].fresh_ns), FromNs(set[0].stale_ns)};
+    }
+  }
+  uint64_t version = 0;
+  std::optional<StoredValue> found = shard.Get(key.bytes, hash, now_ns, &version);
+  if (found && found->value.size() <= kFrontMaxValue && key.bytes.size() <= kFrontMaxKey) {
+    // The new entry takes the first way; the older first way moves to the
+    // second, whose entry leaves (its pending hits reported first).
+    FrontSlot& leaving = set[1];
+    if (leaving.store_id == id_ && leaving.pending_hits > 0) {
+      ShardFor(leaving.hash).RecordHits(leaving.key, leaving.hash, leaving.pending_hits);
+    }
+    std::swap(set[0], set[1]);
+    FrontSlot& front = set[0];
+    front.store_id = id_;
+    front.hash = hash;
+    front.version = version;
+    front.fresh_ns = ToNs(found->fresh_until);
+    front.stale_ns = ToNs(found->stale_until);
+    front.pending_hits = 0;
+    front.key.assign(key.bytes);
+    front.value = found->value;
+  }
+  return found;
 }
 
 Status MemoryStore::Put(const KeyRef& key, const StoredValue& value, TimePoint now) {
@@ -955,6 +1061,8 @@ size_t MemoryStore::EraseByPrefix(std::string_view prefix) {
 StoreStats MemoryStore::Stats() const {
   StoreStats stats;
   for (size_t i = 0; i < shard_count_; ++i) shards_[i].AddStats(&stats);
+  for (const FrontHits& stripe : front_hits_)
+    stats.hits += stripe.value.load(std::memory_order_relaxed);
   return stats;
 }
 

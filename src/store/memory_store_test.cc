@@ -2,6 +2,9 @@
 
 #include "store/memory_store.h"
 
+#include <condition_variable>
+#include <mutex>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -561,6 +564,76 @@ TEST_P(MemoryStorePolicyTest, ConcurrentGetPutStress) {
   EXPECT_GT(stats.evictions, 0u);
   EXPECT_GT(stats.expirations, 0u);
   EXPECT_TRUE(store->CheckInvariants().ok()) << store->CheckInvariants().ToString();
+}
+
+}  // namespace
+}  // namespace toolops
+
+namespace toolops {
+namespace {
+
+// A thread that has an entry in its front cache must see a replacement, an
+// erase or an expiry made by another thread at once.
+TEST(MemoryStoreFrontCacheTest, NeverServesReplacedErasedOrExpiredEntries) {
+  FakeClock clock;
+  TimePoint now = clock.Now();
+  auto store = MakeStore(Options(1000, 1 << 20, EvictionPolicy::kTinyLfu));
+  KeyRef key = KeyRef::Of("weather?city=paris");
+  auto put = [&](std::string_view value) {
+    TimePoint until = now + std::chrono::seconds(100);
+    ASSERT_TRUE(store->Put(key, StoredValue{Bytes::Copy(value), until, until}, now).ok());
+  };
+
+  // One long-lived reader thread keeps its front cache across the changes.
+  // Each request reads the key three times at the given instant (the first
+  // read may fill the front cache, the next two are served from it).
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<TimePoint> request;
+  std::optional<std::string> answer;
+  bool stop = false;
+  std::thread reader([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    while (true) {
+      cv.wait(lock, [&] { return stop || request.has_value(); });
+      if (stop) return;
+      std::string last;
+      for (int i = 0; i < 3; ++i) {
+        std::optional<StoredValue> v = store->Get(key, *request);
+        last = v ? v->value.ToString() : "<miss>";
+      }
+      request.reset();
+      answer = last;
+      cv.notify_all();
+    }
+  });
+  auto read = [&](TimePoint at) {
+    std::unique_lock<std::mutex> lock(mu);
+    request = at;
+    answer.reset();
+    cv.notify_all();
+    cv.wait(lock, [&] { return answer.has_value(); });
+    return *answer;
+  };
+
+  put("sunny");
+  EXPECT_EQ(read(now), "sunny");  // Now in the reader's front cache.
+  put("rain");
+  EXPECT_EQ(read(now), "rain");  // Replaced by another thread.
+  store->Erase(key);
+  EXPECT_EQ(read(now), "<miss>");  // Erased by another thread.
+  put("snow");
+  EXPECT_EQ(read(now), "snow");
+  EXPECT_EQ(read(now + std::chrono::seconds(100)), "<miss>");  // Expired.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  reader.join();
+  // Three of the five requests hit, three Gets each; hits served from the
+  // front cache count exactly.
+  EXPECT_EQ(store->Stats().hits, 9u);
 }
 
 }  // namespace
