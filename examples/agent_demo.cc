@@ -134,12 +134,14 @@ int main() {
         // Half the agents shout: the same query in capitals shares the entry
         // (the tool's policy case-folds text before keying).
         web_search(agent % 2 ? topic : Upper(topic));
-        weather.Call(cities[(conversation * 7 + agent) % cities.size()]);
-        stock_quote.Call(symbols[(conversation + agent) % symbols.size()]);
+        // An agent carries on without the answer when a tool fails; the
+        // counters below show how often that happened.
+        (void)weather.Call(cities[(conversation * 7 + agent) % cities.size()]);
+        (void)stock_quote.Call(symbols[(conversation + agent) % symbols.size()]);
         // During the outage, agents also ask for symbols never quoted before:
         // nothing stale to serve, so the breaker fails them fast and the
         // fallback answers.
-        if (quotes_down && agent < 2) stock_quote.Call("NEW" + std::to_string(conversation));
+        if (quotes_down && agent < 2) (void)stock_quote.Call("NEW" + std::to_string(conversation));
         if (agent == 0) send_email("user@example.com", "summary " + std::to_string(conversation));
       });
     }

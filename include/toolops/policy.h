@@ -32,6 +32,13 @@ enum class TextNormalization : uint8_t {
   kNfkcCasefold,  // NFKC and case folding: "Paris" and "PARIS" share a key.
 };
 
+// UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED: the codes that
+// say trying again may succeed (IsTransient).
+std::vector<StatusCode> DefaultRetryCodes();
+// The transient codes plus INTERNAL, UNKNOWN and DATA_LOSS: what says the
+// tool itself is unwell. NOT_FOUND or INVALID_ARGUMENT mean it works.
+std::vector<StatusCode> DefaultBreakerFailureCodes();
+
 struct CachePolicy {
   bool enabled = true;
   // How long an entry is fresh. Must be positive when caching is enabled.
@@ -61,8 +68,7 @@ struct RetryPolicy {
   double multiplier = 2.0;
   Duration max_backoff = 10s;
   // Codes worth retrying. Others fail at once.
-  std::vector<StatusCode> retry_on = {StatusCode::kUnavailable, StatusCode::kDeadlineExceeded,
-                                      StatusCode::kResourceExhausted, StatusCode::kAborted};
+  std::vector<StatusCode> retry_on = DefaultRetryCodes();
   // Wait at least the tool's Retry-After hint before the next attempt. A hint
   // longer than max_retry_after ends the retries (the call fails with it).
   bool honor_retry_after = true;
@@ -107,10 +113,7 @@ struct BreakerPolicy {
   int half_open_probes = 3;
   // Codes that count as failures. Others (a NotFound, an InvalidArgument)
   // mean the tool is healthy and count as successes.
-  std::vector<StatusCode> failure_codes = {
-      StatusCode::kUnavailable, StatusCode::kDeadlineExceeded, StatusCode::kResourceExhausted,
-      StatusCode::kInternal,    StatusCode::kUnknown,          StatusCode::kDataLoss,
-      StatusCode::kAborted};
+  std::vector<StatusCode> failure_codes = DefaultBreakerFailureCodes();
 };
 
 struct LimitPolicy {

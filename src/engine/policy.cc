@@ -24,6 +24,17 @@ bool Declared(const ToolSpec& spec, const std::string& name) {
 
 }  // namespace
 
+std::vector<StatusCode> DefaultRetryCodes() {
+  return {StatusCode::kUnavailable, StatusCode::kDeadlineExceeded, StatusCode::kResourceExhausted,
+          StatusCode::kAborted};
+}
+
+std::vector<StatusCode> DefaultBreakerFailureCodes() {
+  return {StatusCode::kUnavailable, StatusCode::kDeadlineExceeded, StatusCode::kResourceExhausted,
+          StatusCode::kInternal,    StatusCode::kUnknown,          StatusCode::kDataLoss,
+          StatusCode::kAborted};
+}
+
 Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
   if (spec.name.empty()) {
     return Status(StatusCode::kInvalidArgument, "tool name is empty; give every tool a name",
