@@ -64,6 +64,11 @@ def main():
         t1 = hits[f"{name}/real_time/threads:1"]["items_per_second"]
         t2 = hits[f"{name}/real_time/threads:2"]["items_per_second"]
         figure(f"{name} throughput 2 threads / 1 thread", round(t2 / t1, 2), ">= 1.7", t2 / t1 >= 1.7)
+    # Controls: how far the machine itself lets two threads scale right now.
+    for name in ("BM_BaselineMapFind", "BM_WrappedHitPrivateTools"):
+        t1 = hits[f"{name}/real_time/threads:1"]["items_per_second"]
+        t2 = hits[f"{name}/real_time/threads:2"]["items_per_second"]
+        figure(f"control: {name} 2 threads / 1 thread", round(t2 / t1, 2), "-", True)
 
     stampede = run(tool_bench, "Stampede", 1)["BM_Stampede/iterations:1/real_time"]
     figure("stampede: upstream calls for 100,000 calls over 10 keys, 64 threads",

@@ -91,6 +91,34 @@ void WrappedHit(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Control for the scaling figure: each thread calls a tool of its own, so
+// nothing of ToolOps is shared between the threads. If this does not scale
+// either, the machine (not a shared cache line) is the limit.
+void BM_WrappedHitPrivateTools(benchmark::State& state) {
+  static auto* tools = [] {
+    auto* v = new std::vector<Tool<Bytes(const std::string&)>>();
+    for (int t = 0; t < 2; ++t) {
+      ToolPolicy policy;
+      policy.cache.ttl = std::chrono::hours(1);
+      v->push_back(Readonly({"private_" + std::to_string(t), "1", {"query"}}, policy,
+                            [](const std::string& q) { return Bytes::Copy(Answer(q)); }));
+      for (int i = 0; i < kKeys; ++i) v->back()(Query(i));
+    }
+    return v;
+  }();
+  Tool<Bytes(const std::string&)>& tool = (*tools)[state.thread_index() % 2];
+  std::vector<std::string> queries;
+  for (int i = 0; i < 64; ++i)
+    queries.push_back(Query((i * 97 + state.thread_index() * 13) % kKeys));
+  size_t i = 0;
+  for (auto _ : state) {
+    Bytes r = tool(queries[i++ & 63]);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_WrappedHitPrivateTools)->Threads(1)->Threads(2)->UseRealTime();
+
 void BM_WrappedHit(benchmark::State& state) { WrappedHit<std::string>(state); }
 BENCHMARK(BM_WrappedHit)->Threads(1)->Threads(2)->UseRealTime();
 
