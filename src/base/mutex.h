@@ -33,6 +33,8 @@ namespace toolops {
 class TOOLOPS_CAPABILITY("mutex") Mutex {
  public:
   void Lock() TOOLOPS_ACQUIRE() { mu_.lock(); }
+  // Takes the lock only if it is free; true when taken.
+  bool TryLock() TOOLOPS_THREAD_ANNOTATION(try_acquire_capability(true)) { return mu_.try_lock(); }
   void Unlock() TOOLOPS_RELEASE() { mu_.unlock(); }
   // For std::condition_variable_any and std::unique_lock.
   void lock() TOOLOPS_ACQUIRE() { mu_.lock(); }

@@ -318,7 +318,8 @@ class alignas(64) MemoryShard {
   // Counts `n` hits served from a front cache as uses of the entry (recency
   // and frequency), if it is still there. (The hits themselves are counted
   // by the store, per thread.)
-  void RecordHits(std::string_view key, uint64_t hash, uint32_t n) TOOLOPS_EXCLUDES(mu_);
+  // Returns false, recording nothing, when the shard lock is busy.
+  bool RecordHits(std::string_view key, uint64_t hash, uint32_t n) TOOLOPS_EXCLUDES(mu_);
   // Takes ownership of `node` (key and hash set). Returns false only if the
   // table or heap could not grow; the node is freed either way.
   bool Put(Node* node, const Bytes& value, int64_t fresh_ns, int64_t stale_ns, int64_t now_ns)
@@ -734,16 +735,21 @@ std::optional<StoredValue> MemoryShard::Get(std::string_view key, uint64_t hash,
   return found;
 }
 
-void MemoryShard::RecordHits(std::string_view key, uint64_t hash, uint32_t n) {
-  MutexLock lock(&mu_);
+bool MemoryShard::RecordHits(std::string_view key, uint64_t hash, uint32_t n) {
+  // A report is worth less than the wait for a busy lock: skip it and let
+  // the front cache try again after more hits.
+  if (!mu_.TryLock()) return false;
   uint32_t slot = FindSlot(key, hash);
-  if (slot == kNoSlot) return;
-  OnAccess(NodeAt(slots_[slot]));
-  if (limits_.policy == EvictionPolicy::kTinyLfu) {
-    // The sketch's 4-bit counters saturate at 15; a few increments carry the
-    // popularity without a long loop under the lock.
-    for (uint32_t i = 0; i < std::min<uint32_t>(n, 4); ++i) sketch_.Increment(hash);
+  if (slot != kNoSlot) {
+    OnAccess(NodeAt(slots_[slot]));
+    if (limits_.policy == EvictionPolicy::kTinyLfu) {
+      // The sketch's 4-bit counters saturate at 15; a few increments carry
+      // the popularity without a long loop under the lock.
+      for (uint32_t i = 0; i < std::min<uint32_t>(n, 4); ++i) sketch_.Increment(hash);
+    }
   }
+  mu_.Unlock();
+  return true;
 }
 
 bool MemoryShard::Put(Node* node, const Bytes& value, int64_t fresh_ns, int64_t stale_ns,
@@ -945,8 +951,8 @@ constexpr size_t kFrontSlots = 256;
 // kFrontSlots * (kFrontMaxKey + kFrontMaxValue) bytes (about 1 MiB).
 constexpr size_t kFrontMaxValue = 4 << 10;
 constexpr size_t kFrontMaxKey = 256;
-// Hits are reported to the shard in batches of this many.
-constexpr uint32_t kFrontReportEvery = 32;
+// Hits are reported to the shard in batches of (at least) this many.
+constexpr uint32_t kFrontReportEvery = 128;
 
 std::atomic<uint64_t> next_store_id{1};
 
@@ -986,8 +992,8 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
         front.version == shard.version() && front.key == key.bytes) {
       const internal::StripeLease& lease = internal::CurrentStripe();
       internal::AddToStripe(front_hits_[lease.index].value, lease, 1);
-      if (++front.pending_hits >= kFrontReportEvery) {
-        shard.RecordHits(key.bytes, hash, front.pending_hits);
+      if (++front.pending_hits >= kFrontReportEvery &&
+          shard.RecordHits(key.bytes, hash, front.pending_hits)) {
         front.pending_hits = 0;
       }
       if (way == 1) std::swap(set[0], set[1]);  // The most recent hit goes first.
@@ -1001,7 +1007,7 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
     // second, whose entry leaves (its pending hits reported first).
     FrontSlot& leaving = set[1];
     if (leaving.store_id == id_ && leaving.pending_hits > 0) {
-      ShardFor(leaving.hash).RecordHits(leaving.key, leaving.hash, leaving.pending_hits);
+      (void)ShardFor(leaving.hash).RecordHits(leaving.key, leaving.hash, leaving.pending_hits);
     }
     std::swap(set[0], set[1]);
     FrontSlot& front = set[0];
