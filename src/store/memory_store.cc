@@ -956,11 +956,13 @@ constexpr uint32_t kFrontReportEvery = 128;
 
 std::atomic<uint64_t> next_store_id{1};
 
-// Two ways per set: a key goes in either slot of its set, so two hot keys
-// that share a set do not evict each other.
+// Four ways per set: a key may sit in any slot of its set, most recently
+// used first, so a few hot keys that share a set do not evict each other.
+constexpr size_t kFrontWays = 4;
+
 FrontSlot* FrontSetFor(uint64_t hash) {
   thread_local std::array<FrontSlot, kFrontSlots> slots;
-  return &slots[((hash >> 40) & (kFrontSlots / 2 - 1)) * 2];
+  return &slots[((hash >> 40) & (kFrontSlots / kFrontWays - 1)) * kFrontWays];
 }
 
 }  // namespace
@@ -986,7 +988,7 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
   MemoryShard& shard = ShardFor(hash);
   int64_t now_ns = ToNs(now);
   FrontSlot* set = FrontSetFor(hash);
-  for (int way = 0; way < 2; ++way) {
+  for (size_t way = 0; way < kFrontWays; ++way) {
     FrontSlot& front = set[way];
     if (front.store_id == id_ && front.hash == hash && now_ns < front.stale_ns &&
         front.version == shard.version() && front.key == key.bytes) {
@@ -996,20 +998,21 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
           shard.RecordHits(key.bytes, hash, front.pending_hits)) {
         front.pending_hits = 0;
       }
-      if (way == 1) std::swap(set[0], set[1]);  // The most recent hit goes first.
+      // The most recent hit moves to the first way.
+      std::rotate(set, set + way, set + way + 1);
       return StoredValue{set[0].value, FromNs(set[0].fresh_ns), FromNs(set[0].stale_ns)};
     }
   }
   uint64_t version = 0;
   std::optional<StoredValue> found = shard.Get(key.bytes, hash, now_ns, &version);
   if (found && found->value.size() <= kFrontMaxValue && key.bytes.size() <= kFrontMaxKey) {
-    // The new entry takes the first way; the older first way moves to the
-    // second, whose entry leaves (its pending hits reported first).
-    FrontSlot& leaving = set[1];
+    // The new entry takes the first way; the others move down one, and the
+    // last leaves (its pending hits reported first).
+    FrontSlot& leaving = set[kFrontWays - 1];
     if (leaving.store_id == id_ && leaving.pending_hits > 0) {
       (void)ShardFor(leaving.hash).RecordHits(leaving.key, leaving.hash, leaving.pending_hits);
     }
-    std::swap(set[0], set[1]);
+    std::rotate(set, set + kFrontWays - 1, set + kFrontWays);
     FrontSlot& front = set[0];
     front.store_id = id_;
     front.hash = hash;

@@ -47,7 +47,7 @@ class MemoryStore final : public Store {
   // A hit shares the stored value buffer (no copy) and counts as a use of
   // the entry for eviction. An entry found expired is removed.
   //
-  // Each thread keeps a front cache of 256 recently hit entries (2-way set
+  // Each thread keeps a front cache of 256 recently hit entries (4-way set
   // associative by hash; values up to 4 KiB, keys up to 256 bytes). A repeated hit is served from
   // it without the shard lock while the shard has removed or replaced nothing since; it is reported
   // to the shard's recency and frequency in batches of 128 or more, skipped while the shard is busy
