@@ -72,6 +72,19 @@ class CallEngine {
 
   // After a failed attempt: retry (with the wait before it) or stop.
   RetryDecision NextStep(const Status& error, int attempt, TimePoint deadline);
+  // The outcome counter of a call whose retries stopped with `decision`.
+  static Counter StoppedOutcome(const RetryDecision& decision) {
+    return decision.final_status.guard() == Guard::kRetryBudget ? Counter::kRejectedByBudget
+                                                                : Counter::kUpstreamError;
+  }
+  // The status of a call the breaker refused at `attempt`; after the first
+  // attempt it also names the error that led to the retry.
+  static Status BreakerRejection(const BreakerPermit& permit, int attempt,
+                                 const Status& last_error) {
+    if (attempt == 1) return permit.rejection;
+    return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
+                                        ")");
+  }
 
   // The per-attempt time limit: min(attempt timeout, time to the deadline).
   // Duration::max() when neither applies; zero or less when the deadline has

@@ -84,7 +84,8 @@ RetryDecision DecideRetry(std::string_view tool, const RetryPolicy& policy, cons
     return FailWith(Status(StatusCode::kDeadlineExceeded,
                            ToolName(tool) + ": attempt " + std::to_string(attempts_made + 1) +
                                " could not start before the deadline (it would wait " +
-                               FormatDuration(delay) + ", " + FormatDuration(std::max(Duration::zero(), deadline - now)) +
+                               FormatDuration(delay) + ", " +
+                               FormatDuration(std::max(Duration::zero(), deadline - now)) +
                                " left) (last error: " + error.ToString() + ")",
                            Guard::kDeadline));
   }

@@ -138,9 +138,7 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
     BreakerPermit permit = engine.Admit();
     if (!permit.allowed) {
       *outcome = Counter::kRejectedByBreaker;
-      if (attempt == 1) co_return permit.rejection;
-      co_return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
-                                             ")");
+      co_return CallEngine::BreakerRejection(permit, attempt, last_error);
     }
     if (Status slot = co_await AcquireSlot(engine, engine.LimiterWait(deadline)); !slot.ok()) {
       engine.breaker().OnIgnored(permit.generation);
@@ -159,8 +157,7 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
     last_error = result.status();
     RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
     if (!decision.retry) {
-      *outcome = decision.final_status.guard() == Guard::kRetryBudget ? Counter::kRejectedByBudget
-                                                                      : Counter::kUpstreamError;
+      *outcome = CallEngine::StoppedOutcome(decision);
       co_return decision.final_status;
     }
     co_await Sleep(decision.delay);

@@ -68,9 +68,7 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
     BreakerPermit permit = engine.Admit();
     if (!permit.allowed) {
       *outcome = Counter::kRejectedByBreaker;
-      if (attempt == 1) return permit.rejection;
-      return permit.rejection.WithContext("retry stopped (last error: " + last_error.ToString() +
-                                          ")");
+      return CallEngine::BreakerRejection(permit, attempt, last_error);
     }
     if (Status slot = engine.limiter().AcquireBlocking(engine.LimiterWait(deadline)); !slot.ok()) {
       engine.breaker().OnIgnored(permit.generation);
@@ -90,8 +88,7 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
     last_error = result.status();
     RetryDecision decision = engine.NextStep(last_error, attempt, deadline);
     if (!decision.retry) {
-      *outcome = decision.final_status.guard() == Guard::kRetryBudget ? Counter::kRejectedByBudget
-                                                                      : Counter::kUpstreamError;
+      *outcome = CallEngine::StoppedOutcome(decision);
       return decision.final_status;
     }
     engine.env().clock->SleepFor(decision.delay);
