@@ -53,6 +53,8 @@ struct StoreStats {
   uint64_t rejected = 0;     // Puts refused (value too large for the store).
 };
 
+class FlightCoordinator;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -74,6 +76,62 @@ class Store {
 
   virtual StoreStats Stats() const = 0;
   virtual std::string_view name() const = 0;
+
+  // Coalescing across processes, for stores shared by several processes that
+  // can offer it (Redis); null for the others. Owned by the store.
+  virtual FlightCoordinator* coordinator() { return nullptr; }
+};
+
+// One key's flight across processes: at most one process (the leader, holding
+// a lease on the key) calls upstream while the others wait for its result.
+// A lease has a TTL that the store renews while its holder lives, and a
+// fencing token: a leader whose lease was lost (expired and taken over)
+// cannot overwrite the result of a newer leader.
+//
+// Every method is bounded by the store's timeouts; none ever fails a call.
+// When the store cannot coordinate, the caller goes on alone.
+class FlightCoordinator {
+ public:
+  virtual ~FlightCoordinator() = default;
+
+  enum class Role : uint8_t {
+    kLeader,       // This process holds the lease: call upstream, then Complete.
+    kFollower,     // Another process holds it: Wait.
+    kUnavailable,  // The store cannot coordinate now: go on alone.
+  };
+  struct Lease {
+    Role role = Role::kUnavailable;
+    // The fencing token: this process's for kLeader, the holder's for
+    // kFollower.
+    uint64_t token = 0;
+  };
+  // Takes the lease on `key`, or reports who has it.
+  virtual Lease Acquire(const KeyRef& key) = 0;
+
+  // The leader's result. A value is written to the store (unless a newer
+  // lease holder exists: then nothing is written and false is returned) and
+  // followers are woken; an error is published for a short time so that the
+  // followers waiting now share it instead of calling again. Releases the
+  // lease in both cases.
+  virtual bool Complete(const KeyRef& key, uint64_t token, const Result<StoredValue>& outcome,
+                        TimePoint now) = 0;
+
+  struct WaitResult {
+    enum Kind : uint8_t {
+      kValue,        // The leader stored a value: `value`.
+      kError,        // The leader failed: `error`.
+      kLeaseGone,    // The lease ended with no result (leader died): Acquire again.
+      kTimedOut,     // `until` passed first.
+      kUnavailable,  // The store failed: go on alone.
+    };
+    Kind kind = kUnavailable;
+    std::optional<StoredValue> value;
+    Status error;
+  };
+  // Waits, as a follower of `lease` (what Acquire returned), for its leader
+  // to finish or its lease to end, or until `until`. Woken by a notification
+  // where the store has them.
+  virtual WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) = 0;
 };
 
 enum class EvictionPolicy : uint8_t {

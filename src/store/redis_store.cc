@@ -1,0 +1,976 @@
+// src/store/redis_store.cc
+//
+// The Redis store and its cross-process flight coordinator. Cluster routing
+// (CRC16 hash slots, the slot map from CLUSTER SLOTS, MOVED / ASK) is written
+// here: the hiredis that Debian ships has no Cluster support and no
+// maintained Cluster client is packaged.
+
+#include "toolops/redis_store.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <charconv>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "base/mutex.h"
+#include "store/envelope.h"
+#include "store/redis_connection.h"
+#include "store/store_health.h"
+#include "toolops/log.h"
+
+namespace toolops {
+namespace {
+
+using redis::Command;
+using redis::Connection;
+using redis::Endpoint;
+using redis::Reply;
+using redis::ReplyView;
+
+// Lease: take it unless someone holds it. Tokens grow with the server's
+// clock (microseconds) and with the key's last token, so they keep growing
+// even after the fence key has expired.
+constexpr std::string_view kAcquireScript = R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder then return {0, holder} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local token = string.format('%.0f', math.max(last + 1, now))
+redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+return {1, token}
+)lua";
+
+constexpr std::string_view kRenewScript = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+// The leader's value: written unless a newer token has been issued (fencing).
+constexpr std::string_view kCompleteValueScript = R"lua(
+local written = 0
+if tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[3]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  written = 1
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return written
+)lua";
+
+// The leader's error (or a plain release when the payload is empty).
+constexpr std::string_view kCompleteErrorScript = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+)lua";
+
+constexpr int kSlots = 16384;
+constexpr std::chrono::hours kFenceTtl{1};
+
+// CRC16-CCITT (XModem), the hash of Redis Cluster slots.
+uint16_t Crc16(std::string_view data) {
+  uint16_t crc = 0;
+  for (unsigned char byte : data) {
+    crc ^= static_cast<uint16_t>(byte) << 8;
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
+                           : static_cast<uint16_t>(crc << 1);
+    }
+  }
+  return crc;
+}
+
+// The slot of a key: the hash of its first non-empty {tag}, else of all of it.
+int SlotOf(std::string_view key) {
+  size_t open = key.find('{');
+  if (open != std::string_view::npos) {
+    size_t close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) {
+      key = key.substr(open + 1, close - open - 1);
+    }
+  }
+  return Crc16(key) & (kSlots - 1);
+}
+
+Status StoreError(StatusCode code, std::string_view store, std::string_view message) {
+  return Status(code, "redis store '" + std::string(store) + "': " + std::string(message),
+                Guard::kStore);
+}
+
+std::string Millis(Duration d) {
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
+  return std::to_string(std::max<int64_t>(ms, 1));
+}
+
+bool ParseUint(std::string_view text, uint64_t* out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+std::string PercentDecode(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// Fills `o` from o->url. Errors name the part that is wrong.
+Status ApplyUrl(RedisStoreOptions* o) {
+  std::string_view url = o->url;
+  auto bad = [&](std::string_view why) {
+    return Status(StatusCode::kInvalidArgument,
+                  "redis store '" + o->name + "': url '" + o->url + "' " + std::string(why) +
+                      " (expected redis://[[user]:password@]host[:port][/db] or rediss://...)",
+                  Guard::kPolicy);
+  };
+  if (url.starts_with("rediss://")) {
+    o->tls.enabled = true;
+    url.remove_prefix(9);
+  } else if (url.starts_with("redis://")) {
+    url.remove_prefix(8);
+  } else {
+    return bad("has an unknown scheme");
+  }
+  size_t at = url.rfind('@');
+  if (at != std::string_view::npos) {
+    std::string_view credentials = url.substr(0, at);
+    url.remove_prefix(at + 1);
+    size_t colon = credentials.find(':');
+    if (colon == std::string_view::npos) {
+      o->password = PercentDecode(credentials);
+    } else {
+      o->username = PercentDecode(credentials.substr(0, colon));
+      o->password = PercentDecode(credentials.substr(colon + 1));
+    }
+  }
+  size_t slash = url.find('/');
+  if (slash != std::string_view::npos) {
+    std::string_view db = url.substr(slash + 1);
+    url = url.substr(0, slash);
+    uint64_t n = 0;
+    if (!db.empty() && (!ParseUint(db, &n) || n > 1'000'000))
+      return bad("has a bad database number");
+    o->db = static_cast<int>(n);
+  }
+  std::string_view host = url;
+  if (!host.empty() && host.front() == '[') {  // [ipv6]:port
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return bad("has an unclosed '['");
+    std::string_view rest = host.substr(close + 1);
+    host = host.substr(1, close - 1);
+    if (!rest.empty()) {
+      uint64_t port = 0;
+      if (rest.front() != ':' || !ParseUint(rest.substr(1), &port) || port == 0 || port > 65535) {
+        return bad("has a bad port");
+      }
+      o->port = static_cast<int>(port);
+    }
+  } else if (size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    uint64_t port = 0;
+    if (!ParseUint(host.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      return bad("has a bad port");
+    }
+    o->port = static_cast<int>(port);
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) return bad("has no host");
+  o->host = std::string(host);
+  return Status();
+}
+
+Status CheckOptions(const RedisStoreOptions& o) {
+  auto bad = [&](std::string_view field, std::string_view why) {
+    return Status(StatusCode::kInvalidArgument,
+                  "redis store '" + o.name + "': " + std::string(field) + " " + std::string(why),
+                  Guard::kPolicy);
+  };
+  if (o.name.empty()) return bad("name", "must not be empty");
+  if (o.key_namespace.empty()) return bad("key_namespace", "must not be empty");
+  for (char c : o.key_namespace) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return bad("key_namespace",
+                 "may hold only letters, digits, '_', '-' and '.' (got '" + o.key_namespace + "')");
+    }
+  }
+  if (o.host.empty()) return bad("host", "must not be empty");
+  if (o.port <= 0 || o.port > 65535) return bad("port", "must be in [1, 65535]");
+  if (o.db < 0) return bad("db", "must not be negative");
+  if (o.cluster && o.db != 0) return bad("db", "must be 0 for a Redis Cluster");
+  if (o.max_value_bytes == 0) return bad("max_value_bytes", "must be positive");
+  if (o.connect_timeout.count() <= 0) return bad("connect_timeout", "must be positive");
+  if (o.io_timeout.count() <= 0) return bad("io_timeout", "must be positive");
+  if (o.pool_size == 0) return bad("pool_size", "must be positive");
+  if (o.outage_initial_backoff.count() <= 0 || o.outage_max_backoff < o.outage_initial_backoff) {
+    return bad("outage_initial_backoff", "must be positive and not above outage_max_backoff");
+  }
+  if (o.lease_ttl.count() < 30) return bad("lease_ttl", "must be at least 30ms");
+  if (o.error_ttl.count() <= 0) return bad("error_ttl", "must be positive");
+  if (o.follower_poll.count() <= 0) return bad("follower_poll", "must be positive");
+  return Status();
+}
+
+// Idle connections to one node.
+class NodePool {
+ public:
+  NodePool(Endpoint endpoint, const redis::ConnectOptions* options, size_t max_idle)
+      : endpoint_(std::move(endpoint)), options_(options), max_idle_(max_idle) {}
+
+  Result<std::unique_ptr<Connection>> Take() {
+    {
+      MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+    }
+    return Connection::Open(endpoint_, *options_);
+  }
+
+  void Return(std::unique_ptr<Connection> c) {
+    if (c->broken()) return;
+    MutexLock lock(&mu_);
+    if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
+  }
+
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  const Endpoint endpoint_;
+  const redis::ConnectOptions* const options_;
+  const size_t max_idle_;
+  Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ TOOLOPS_GUARDED_BY(mu_);
+};
+
+// Which node serves each slot. A single server owns every slot.
+struct Topology {
+  std::vector<std::shared_ptr<NodePool>> nodes;
+  std::array<uint16_t, kSlots> owner{};  // Index into nodes.
+};
+
+// The Redis names of one entry: the value key and its companions, all with
+// the key hash as hash tag.
+struct EntryNames {
+  std::string value;  // ns:<tool>:{<key>}
+  std::string lease;
+  std::string fence;
+  std::string error;
+
+  explicit EntryNames(std::string digest) {
+    size_t colon = digest.rfind(':');
+    value = digest.substr(0, colon + 1) + "{" + digest.substr(colon + 1) + "}";
+    lease = value + ":lease";
+    fence = value + ":fence";
+    error = value + ":err";
+  }
+};
+
+bool IsCompanionKey(std::string_view key) {
+  return key.ends_with(":lease") || key.ends_with(":fence") || key.ends_with(":err");
+}
+
+class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
+ public:
+  RedisStoreImpl(RedisStoreOptions options, Clock* clock, UnixClock unix_clock,
+                 redis::TlsContext tls)
+      : options_(std::move(options)),
+        clock_(clock),
+        unix_clock_(unix_clock ? std::move(unix_clock) : UnixClock(&UnixNowNanos)),
+        tls_(std::move(tls)),
+        health_(options_.name, options_.outage_initial_backoff, options_.outage_max_backoff,
+                RealClock()),
+        channel_(options_.key_namespace + ":flights") {
+    connect_.username = options_.username;
+    connect_.password = options_.password;
+    connect_.db = options_.db;
+    connect_.tls = tls_.get();
+    connect_.tls_server_name = options_.tls.server_name;
+    connect_.tls_verify_name = options_.tls.verify_peer;
+    connect_.connect_timeout = options_.connect_timeout;
+    connect_.io_timeout = options_.io_timeout;
+    seed_ = Endpoint{options_.host, options_.port};
+    auto single = std::make_shared<Topology>();
+    single->nodes.push_back(PoolFor(seed_));
+    topology_ = std::move(single);
+  }
+
+  ~RedisStoreImpl() override {
+    {
+      std::lock_guard lock(threads_mu_);
+      stopping_ = true;
+    }
+    threads_cv_.notify_all();
+    if (keeper_.joinable()) keeper_.join();
+    if (subscriber_.joinable()) subscriber_.join();
+  }
+
+  // Checks that a server answers (and AUTH passes), loads the Cluster slot
+  // map, then starts the lease keeper and the subscriber.
+  Status Start() {
+    Result<std::unique_ptr<Connection>> probe = Connection::Open(seed_, connect_);
+    if (!probe.ok()) return probe.status();
+    Result<Reply> pong = (*probe)->Run({"PING"});
+    if (!pong.ok()) return pong.status();
+    if (pong->is_error()) {
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "PING answered " + pong->Describe());
+    }
+    if (options_.cluster) {
+      if (Status s = LoadSlots(**probe); !s.ok()) return s;
+    }
+    keeper_ = std::thread([this] { KeepLeases(); });
+    subscriber_ = std::thread([this] { Subscribe(); });
+    return Status();
+  }
+
+  // Store --------------------------------------------------------------------
+
+  std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed(), Miss();
+    EntryNames names(std::move(digest));
+    std::vector<Reply> replies;
+    if (!Execute(names.value, {{"GET", names.value}}, &replies).ok()) return Miss();
+    std::optional<StoredValue> value = DecodeReply(names, replies[0], now);
+    if (!value) return Miss();
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    return value;
+  }
+
+  Status Put(const KeyRef& key, const StoredValue& value, TimePoint now) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name, "cannot compute a key digest");
+    }
+    EntryNames names(std::move(digest));
+    if (value.value.size() > options_.max_value_bytes) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      std::vector<Reply> ignored;
+      (void)Execute(names.value, {{"DEL", names.value}}, &ignored);
+      return TooLarge(value.value.size());
+    }
+    std::vector<Reply> replies;
+    if (value.stale_until <= now) {
+      return Execute(names.value, {{"DEL", names.value}}, &replies);
+    }
+    Bytes envelope = EncodeEnvelope(value, *clock_, unix_clock_());
+    if (envelope.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name, "cannot encode the envelope");
+    }
+    std::string px = Millis(value.stale_until - now);
+    if (Status s =
+            Execute(names.value, {{"SET", names.value, envelope.view(), "PX", px}}, &replies);
+        !s.ok()) {
+      return s;
+    }
+    if (replies[0].is_error()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "SET answered " + replies[0].Describe());
+    }
+    return Status();
+  }
+
+  bool Erase(const KeyRef& key) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed(), false;
+    EntryNames names(std::move(digest));
+    std::vector<Reply> replies;
+    if (!Execute(names.value, {{"DEL", names.value}}, &replies).ok()) return false;
+    return replies[0].integer() > 0;
+  }
+
+  size_t EraseByPrefix(std::string_view prefix) override {
+    std::string pattern;
+    if (prefix.empty()) {
+      pattern = options_.key_namespace + ":*";
+    } else if (IsToolPrefix(prefix)) {
+      pattern = StoreToolDigest(options_.key_namespace, prefix);
+      if (pattern.empty()) return 0;
+      pattern += ":*";
+    } else {
+      return 0;
+    }
+    size_t erased = 0;
+    ForEachKey(pattern, [&](Connection& c, std::vector<std::string>& keys) -> Status {
+      for (const std::string& key : keys) {
+        Result<Reply> r = c.Run({"UNLINK", key});
+        if (!r.ok()) return r.status();
+        if (!IsCompanionKey(key)) erased += static_cast<size_t>(r->integer());
+      }
+      return Status();
+    });
+    return erased;
+  }
+
+  StoreStats Stats() const override {
+    StoreStats stats;
+    stats.hits = hits_.load(std::memory_order_relaxed);
+    stats.misses = misses_.load(std::memory_order_relaxed);
+    stats.expirations = expirations_.load(std::memory_order_relaxed);
+    stats.rejected = rejected_.load(std::memory_order_relaxed);
+    uint64_t entries = 0;
+    const_cast<RedisStoreImpl*>(this)->ForEachKey(options_.key_namespace + ":*",
+                                                  [&](Connection&, std::vector<std::string>& keys) {
+                                                    for (const std::string& key : keys)
+                                                      entries += IsCompanionKey(key) ? 0 : 1;
+                                                    return Status();
+                                                  });
+    stats.entries = entries;
+    return stats;
+  }
+
+  std::string_view name() const override { return options_.name; }
+  FlightCoordinator* coordinator() override { return this; }
+
+  RedisStoreCounters counters() const override {
+    RedisStoreCounters c;
+    c.corrupt = corrupt_.load(std::memory_order_relaxed);
+    c.failed = failed_.load(std::memory_order_relaxed);
+    c.skipped = health_.skipped();
+    c.outages = health_.episodes();
+    c.redirects = redirects_.load(std::memory_order_relaxed);
+    c.leases_taken = leases_taken_.load(std::memory_order_relaxed);
+    c.leases_lost = leases_lost_.load(std::memory_order_relaxed);
+    c.fenced = fenced_.load(std::memory_order_relaxed);
+    c.notifications = notifications_.load(std::memory_order_relaxed);
+    return c;
+  }
+  bool down() const override { return health_.down(); }
+
+  // FlightCoordinator --------------------------------------------------------
+
+  Lease Acquire(const KeyRef& key) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed(), Lease{};
+    EntryNames names(std::move(digest));
+    std::string ttl = Millis(options_.lease_ttl);
+    std::string fence_ttl = Millis(kFenceTtl);
+    std::vector<Reply> replies;
+    if (!Execute(names.value,
+                 {{"EVAL", kAcquireScript, "2", names.lease, names.fence, ttl, fence_ttl}},
+                 &replies)
+             .ok()) {
+      return Lease{};
+    }
+    const Reply& r = replies[0];
+    uint64_t token = 0;
+    if (r.size() != 2 || !ParseUint(r[1].str(), &token)) {
+      Failed();
+      Log(LogLevel::kWarning, "store.error",
+          "redis store '" + options_.name + "': lease script answered " + r.Describe());
+      return Lease{};
+    }
+    if (r[0].integer() != 1) return Lease{Role::kFollower, token};
+    leases_taken_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(held_mu_);
+      held_[names.value] = token;
+    }
+    return Lease{Role::kLeader, token};
+  }
+
+  bool Complete(const KeyRef& key, uint64_t token, const Result<StoredValue>& outcome,
+                TimePoint now) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed(), false;
+    EntryNames names(std::move(digest));
+    {
+      std::lock_guard lock(held_mu_);
+      auto it = held_.find(names.value);
+      if (it != held_.end() && it->second == token) held_.erase(it);
+    }
+    std::string token_text = std::to_string(token);
+    std::vector<Reply> replies;
+    bool storable = outcome.ok() && outcome->value.size() <= options_.max_value_bytes &&
+                    outcome->stale_until > now;
+    if (storable) {
+      Bytes envelope = EncodeEnvelope(*outcome, *clock_, unix_clock_());
+      if (!envelope.empty()) {
+        std::string px = Millis(outcome->stale_until - now);
+        if (!Execute(names.value,
+                     {{"EVAL", kCompleteValueScript, "3", names.value, names.lease, names.fence,
+                       token_text, envelope.view(), px, channel_, names.value}},
+                     &replies)
+                 .ok()) {
+          return false;
+        }
+        if (replies[0].integer() == 1) return true;
+        fenced_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    }
+    // An error for the followers of this lease, or a plain release.
+    std::string payload;
+    if (!outcome.ok()) {
+      payload = token_text + ":" + std::to_string(static_cast<int>(outcome.status().code())) + ":" +
+                std::string(outcome.status().message());
+    }
+    std::string ttl = Millis(options_.error_ttl);
+    (void)Execute(names.value,
+                  {{"EVAL", kCompleteErrorScript, "2", names.lease, names.error, token_text,
+                    payload, ttl, channel_, names.value}},
+                  &replies);
+    return false;
+  }
+
+  WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed(), WaitResult{};
+    EntryNames names(std::move(digest));
+    uint64_t holder = lease.token;
+    std::unique_lock lock(waiters_mu_);
+    WaitSlot& slot = waiters_[names.value];
+    ++slot.users;
+    lock.unlock();
+    WaitResult result;
+    while (true) {
+      lock.lock();
+      uint64_t generation = slot.generation;
+      lock.unlock();
+
+      std::vector<Reply> replies;
+      if (!Execute(names.value, {{"GET", names.value}, {"GET", names.error}, {"GET", names.lease}},
+                   &replies)
+               .ok()) {
+        result.kind = WaitResult::kUnavailable;
+        break;
+      }
+      TimePoint now = clock_->Now();
+      std::optional<StoredValue> value = DecodeReply(names, replies[0], now, /*count=*/false);
+      if (value && value->fresh_until > now) {
+        result.kind = WaitResult::kValue;
+        result.value = std::move(value);
+        break;
+      }
+      if (std::optional<Status> error = ParseError(replies[1].str(), holder)) {
+        result.kind = WaitResult::kError;
+        result.error = std::move(*error);
+        break;
+      }
+      uint64_t current = 0;
+      if (replies[2].is_nil() || !ParseUint(replies[2].str(), &current)) {
+        result.kind = WaitResult::kLeaseGone;
+        break;
+      }
+      holder = current;  // A new leader took over: follow it.
+      TimePoint real_now = std::chrono::steady_clock::now();
+      if (until != TimePoint::max() && clock_->Now() >= until) {
+        result.kind = WaitResult::kTimedOut;
+        break;
+      }
+      Duration poll = subscribed_.load(std::memory_order_relaxed)
+                          ? Duration(options_.follower_poll)
+                          : Duration(std::chrono::milliseconds(20));
+      TimePoint wake = real_now + poll;
+      if (until != TimePoint::max()) wake = std::min(wake, real_now + (until - clock_->Now()));
+      lock.lock();
+      waiters_cv_.wait_until(lock, wake, [&] { return slot.generation != generation; });
+      lock.unlock();
+    }
+    lock.lock();
+    if (--slot.users == 0) waiters_.erase(names.value);
+    return result;
+  }
+
+ private:
+  struct WaitSlot {
+    uint64_t generation = 0;
+    int users = 0;
+  };
+
+  std::optional<StoredValue> Miss() {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  void Failed() { failed_.fetch_add(1, std::memory_order_relaxed); }
+
+  Status TooLarge(size_t size) const {
+    return StoreError(StatusCode::kResourceExhausted, options_.name,
+                      "value of " + std::to_string(size) + " bytes exceeds the limit of " +
+                          std::to_string(options_.max_value_bytes) + " bytes (max_value_bytes)");
+  }
+
+  // A GET reply as a value: nil, damaged (counted, deleted) and expired
+  // replies are nullopt.
+  std::optional<StoredValue> DecodeReply(const EntryNames& names, const ReplyView& reply,
+                                         TimePoint now, bool count = true) {
+    if (reply.is_nil()) return std::nullopt;
+    if (!reply.is_string()) {
+      Failed();
+      return std::nullopt;
+    }
+    EnvelopeResult decoded = DecodeEnvelope(reply.str(), *clock_, unix_clock_());
+    if (!decoded.ok()) {
+      corrupt_.fetch_add(1, std::memory_order_relaxed);
+      std::vector<Reply> ignored;
+      (void)Execute(names.value, {{"DEL", names.value}}, &ignored);
+      return std::nullopt;
+    }
+    if (decoded.value->stale_until <= now) {
+      if (count) expirations_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    return std::move(decoded.value);
+  }
+
+  // "token:code:message" for the lease `holder`, as a status.
+  static std::optional<Status> ParseError(std::string_view payload, uint64_t holder) {
+    size_t first = payload.find(':');
+    if (first == std::string_view::npos) return std::nullopt;
+    size_t second = payload.find(':', first + 1);
+    if (second == std::string_view::npos) return std::nullopt;
+    uint64_t token = 0;
+    uint64_t code = 0;
+    if (!ParseUint(payload.substr(0, first), &token) || token != holder) return std::nullopt;
+    if (!ParseUint(payload.substr(first + 1, second - first - 1), &code) || code == 0 ||
+        code > static_cast<uint64_t>(StatusCode::kUnauthenticated)) {
+      return std::nullopt;
+    }
+    return Status(static_cast<StatusCode>(code), std::string(payload.substr(second + 1)),
+                  Guard::kUpstream);
+  }
+
+  std::shared_ptr<NodePool> PoolFor(const Endpoint& endpoint) {
+    std::lock_guard lock(pools_mu_);
+    for (const std::shared_ptr<NodePool>& pool : pools_) {
+      if (pool->endpoint() == endpoint) return pool;
+    }
+    pools_.push_back(std::make_shared<NodePool>(endpoint, &connect_, options_.pool_size));
+    return pools_.back();
+  }
+
+  std::shared_ptr<const Topology> topology() const {
+    std::lock_guard lock(topology_mu_);
+    return topology_;
+  }
+
+  // Reads CLUSTER SLOTS from `c` and installs the map.
+  Status LoadSlots(Connection& c) {
+    Result<Reply> r = c.Run({"CLUSTER", "SLOTS"});
+    if (!r.ok()) return r.status();
+    if (!r->is_array() || r->size() == 0) {
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "CLUSTER SLOTS answered " + r->Describe() +
+                            "; is the server a Redis Cluster node with all slots assigned?");
+    }
+    auto next = std::make_shared<Topology>();
+    next->owner.fill(UINT16_MAX);
+    for (size_t i = 0; i < r->size(); ++i) {
+      ReplyView range = (*r)[i];
+      if (range.size() < 3 || range[2].size() < 2) continue;
+      std::string host(range[2][0].str());
+      if (host.empty()) host = c.endpoint().host;
+      Endpoint endpoint{host, static_cast<int>(range[2][1].integer())};
+      std::shared_ptr<NodePool> pool = PoolFor(endpoint);
+      auto it = std::find(next->nodes.begin(), next->nodes.end(), pool);
+      uint16_t index = static_cast<uint16_t>(it - next->nodes.begin());
+      if (it == next->nodes.end()) next->nodes.push_back(pool);
+      long long from = range[0].integer();
+      long long to = range[1].integer();
+      for (long long s = std::max(0LL, from); s <= std::min<long long>(to, kSlots - 1); ++s) {
+        next->owner[static_cast<size_t>(s)] = index;
+      }
+    }
+    if (next->nodes.empty()) {
+      return StoreError(StatusCode::kUnavailable, options_.name, "CLUSTER SLOTS named no node");
+    }
+    for (uint16_t& owner : next->owner) {
+      if (owner == UINT16_MAX) owner = 0;  // Unassigned: any node answers MOVED or an error.
+    }
+    std::lock_guard lock(topology_mu_);
+    topology_ = std::move(next);
+    return Status();
+  }
+
+  // Runs `commands` (all on one slot: the one of `routing_key`) on the node
+  // that owns it, following up to two redirections. A transport failure
+  // marks the store down; error replies are left to the caller.
+  Status Execute(std::string_view routing_key, const std::vector<Command>& commands,
+                 std::vector<Reply>* replies) {
+    if (!health_.Allow()) {
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "skipped: the store is down and waiting to be retried");
+    }
+    std::shared_ptr<const Topology> map = topology();
+    std::shared_ptr<NodePool> node = map->nodes[map->owner[SlotOf(routing_key)]];
+    bool asking = false;
+    for (int hop = 0;; ++hop) {
+      Result<std::unique_ptr<Connection>> c = node->Take();
+      if (!c.ok()) return Down(c.status());
+      Status s;
+      if (asking) {
+        std::vector<Command> with_asking;
+        with_asking.push_back({"ASKING"});
+        with_asking.insert(with_asking.end(), commands.begin(), commands.end());
+        s = (*c)->Exchange(with_asking, replies);
+        if (s.ok()) replies->erase(replies->begin());
+      } else {
+        s = (*c)->Exchange(commands, replies);
+      }
+      if (!s.ok()) return Down(s);
+      std::unique_ptr<Connection> connection = std::move(*c);
+      // A redirection: "MOVED <slot> <host>:<port>" or "ASK ...".
+      std::string_view redirect;
+      for (const Reply& r : *replies) {
+        if (r.is_error() && (r.str().starts_with("MOVED ") || r.str().starts_with("ASK "))) {
+          redirect = r.str();
+          break;
+        }
+      }
+      if (redirect.empty() || hop == 2) {
+        node->Return(std::move(connection));
+        health_.Succeeded();
+        return Status();
+      }
+      redirects_.fetch_add(1, std::memory_order_relaxed);
+      asking = redirect.starts_with("ASK ");
+      std::string_view target = redirect.substr(redirect.rfind(' ') + 1);
+      size_t colon = target.rfind(':');
+      uint64_t port = 0;
+      if (colon == std::string_view::npos || !ParseUint(target.substr(colon + 1), &port)) {
+        node->Return(std::move(connection));
+        Failed();
+        return StoreError(StatusCode::kUnavailable, options_.name,
+                          "cannot parse the redirection '" + std::string(redirect) + "'");
+      }
+      std::string host(target.substr(0, colon));
+      if (host.empty()) host = node->endpoint().host;
+      if (!asking) (void)LoadSlots(*connection);  // The map changed: reload it.
+      node->Return(std::move(connection));
+      node = PoolFor(Endpoint{host, static_cast<int>(port)});
+    }
+  }
+
+  Status Down(const Status& error) {
+    Failed();
+    health_.Failed(error);
+    return error;
+  }
+
+  // Calls `visit` with batches of keys matching `pattern`, on every node.
+  template <typename Visit>
+  void ForEachKey(const std::string& pattern, Visit visit) {
+    if (!health_.Allow()) return;
+    std::shared_ptr<const Topology> map = topology();
+    for (const std::shared_ptr<NodePool>& node : map->nodes) {
+      Result<std::unique_ptr<Connection>> c = node->Take();
+      if (!c.ok()) {
+        (void)Down(c.status());
+        return;
+      }
+      std::string cursor = "0";
+      do {
+        Result<Reply> r = (*c)->Run({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+        if (!r.ok()) {
+          (void)Down(r.status());
+          return;
+        }
+        if (r->size() != 2) {
+          Failed();
+          return;
+        }
+        cursor = std::string((*r)[0].str());
+        std::vector<std::string> keys;
+        for (size_t i = 0; i < (*r)[1].size(); ++i) keys.emplace_back((*r)[1][i].str());
+        if (Status s = visit(**c, keys); !s.ok()) {
+          (void)Down(s);
+          return;
+        }
+      } while (cursor != "0");
+      node->Return(std::move(*c));
+    }
+    health_.Succeeded();
+  }
+
+  // Renews the leases this process holds, every lease_ttl / 3.
+  void KeepLeases() {
+    Duration period = std::chrono::duration_cast<Duration>(options_.lease_ttl) / 3;
+    std::string ttl = Millis(options_.lease_ttl);
+    std::unique_lock lock(threads_mu_);
+    while (!threads_cv_.wait_for(lock, period, [&] { return stopping_; })) {
+      lock.unlock();
+      std::vector<std::pair<std::string, uint64_t>> held;
+      {
+        std::lock_guard held_lock(held_mu_);
+        held.assign(held_.begin(), held_.end());
+      }
+      for (const auto& [value_key, token] : held) {
+        std::string lease_key = value_key + ":lease";
+        std::string token_text = std::to_string(token);
+        std::vector<Reply> replies;
+        if (!Execute(value_key, {{"EVAL", kRenewScript, "1", lease_key, token_text, ttl}}, &replies)
+                 .ok()) {
+          continue;  // Tried again next period; the lease may survive a short outage.
+        }
+        if (replies[0].integer() == 1) continue;
+        std::lock_guard held_lock(held_mu_);
+        auto it = held_.find(value_key);
+        if (it != held_.end() && it->second == token) {
+          held_.erase(it);
+          leases_lost_.fetch_add(1, std::memory_order_relaxed);
+          Log(LogLevel::kWarning, "lease.lost",
+              "redis store '" + options_.name +
+                  "': a lease expired before its call finished (its result will be fenced if "
+                  "another process took over)");
+        }
+      }
+      lock.lock();
+    }
+  }
+
+  // Follows completion messages and wakes the followers waiting for them.
+  void Subscribe() {
+    Duration backoff = std::chrono::milliseconds(50);
+    while (true) {
+      {
+        std::lock_guard lock(threads_mu_);
+        if (stopping_) return;
+      }
+      Result<std::unique_ptr<Connection>> c = Connection::Open(seed_, connect_);
+      bool ok = c.ok() && (*c)->Send({"SUBSCRIBE", channel_}).ok();
+      if (ok) {
+        Result<std::optional<Reply>> confirm = (*c)->Receive(options_.io_timeout);
+        ok = confirm.ok() && confirm->has_value() && (**confirm).is_array();
+      }
+      if (ok) {
+        backoff = std::chrono::milliseconds(50);
+        subscribed_.store(true, std::memory_order_relaxed);
+        WakeAll();  // Messages may have been missed while unsubscribed.
+        while (true) {
+          {
+            std::lock_guard lock(threads_mu_);
+            if (stopping_) break;
+          }
+          Result<std::optional<Reply>> message = (*c)->Receive(std::chrono::milliseconds(100));
+          if (!message.ok()) break;
+          if (!message->has_value()) continue;
+          const Reply& m = **message;
+          if (m.size() == 3 && m[0].str() == "message") {
+            notifications_.fetch_add(1, std::memory_order_relaxed);
+            Wake(m[2].str());
+          }
+        }
+        subscribed_.store(false, std::memory_order_relaxed);
+      }
+      std::unique_lock lock(threads_mu_);
+      if (threads_cv_.wait_for(lock, backoff, [&] { return stopping_; })) return;
+      backoff = std::min<Duration>(backoff * 2, std::chrono::seconds(2));
+    }
+  }
+
+  void Wake(std::string_view value_key) {
+    {
+      std::lock_guard lock(waiters_mu_);
+      auto it = waiters_.find(std::string(value_key));
+      if (it == waiters_.end()) return;
+      ++it->second.generation;
+    }
+    waiters_cv_.notify_all();
+  }
+
+  void WakeAll() {
+    {
+      std::lock_guard lock(waiters_mu_);
+      for (auto& [key, slot] : waiters_) ++slot.generation;
+    }
+    waiters_cv_.notify_all();
+  }
+
+  const RedisStoreOptions options_;
+  Clock* const clock_;
+  const UnixClock unix_clock_;
+  const redis::TlsContext tls_;
+  redis::ConnectOptions connect_;
+  Endpoint seed_;
+  StoreHealth health_;
+  const std::string channel_;
+
+  std::mutex pools_mu_;
+  std::vector<std::shared_ptr<NodePool>> pools_;
+  mutable std::mutex topology_mu_;
+  std::shared_ptr<const Topology> topology_;
+
+  std::mutex held_mu_;
+  std::map<std::string, uint64_t> held_;  // Value key -> token of leases held here.
+
+  std::mutex waiters_mu_;
+  std::condition_variable waiters_cv_;
+  std::unordered_map<std::string, WaitSlot> waiters_;
+  std::atomic<bool> subscribed_{false};
+
+  std::mutex threads_mu_;
+  std::condition_variable threads_cv_;
+  bool stopping_ = false;
+  std::thread keeper_;
+  std::thread subscriber_;
+
+  std::atomic<uint64_t> hits_{0};
+  std::atomic<uint64_t> misses_{0};
+  std::atomic<uint64_t> expirations_{0};
+  std::atomic<uint64_t> rejected_{0};
+  std::atomic<uint64_t> corrupt_{0};
+  std::atomic<uint64_t> failed_{0};
+  std::atomic<uint64_t> redirects_{0};
+  std::atomic<uint64_t> leases_taken_{0};
+  std::atomic<uint64_t> leases_lost_{0};
+  std::atomic<uint64_t> fenced_{0};
+  std::atomic<uint64_t> notifications_{0};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<RedisStore>> RedisStore::Open(const RedisStoreOptions& given, Clock* clock,
+                                                     UnixClock unix_clock) {
+  RedisStoreOptions options = given;
+  if (!options.url.empty()) {
+    if (Status s = ApplyUrl(&options); !s.ok()) return s;
+  }
+  if (Status s = CheckOptions(options); !s.ok()) return s;
+  if (clock == nullptr) {
+    return Status(StatusCode::kInvalidArgument, "redis store: the clock is null", Guard::kPolicy);
+  }
+  redis::TlsContext tls;
+  if (options.tls.enabled) {
+    Result<redis::TlsContext> made = redis::NewTlsContext(
+        options.tls.ca_file, options.tls.cert_file, options.tls.key_file, options.tls.verify_peer);
+    if (!made.ok()) return made.status();
+    tls = std::move(*made);
+  }
+  auto store = std::make_unique<RedisStoreImpl>(std::move(options), clock, std::move(unix_clock),
+                                                std::move(tls));
+  if (Status s = store->Start(); !s.ok()) return s;
+  return std::unique_ptr<RedisStore>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> NewRedisStore(const RedisStoreOptions& options, Clock* clock) {
+  Result<std::unique_ptr<RedisStore>> store = RedisStore::Open(options, clock);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<Store>(std::move(*store));
+}
+
+}  // namespace toolops
