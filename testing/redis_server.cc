@@ -94,7 +94,9 @@ bool RedisServer::Launch() {
     if (options_.cluster_node) {
       out << "cluster-enabled yes\n"
           << "cluster-config-file " << dir_.File("nodes.conf") << "\n"
-          << "cluster-node-timeout 5000\n";
+          << "cluster-node-timeout 5000\n"
+          // The bus port defaults to port + 10000, which may be taken or past 65535.
+          << "cluster-port " << PickFreePort() << "\n";
     }
   }
   std::string why;
