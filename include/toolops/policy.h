@@ -55,6 +55,12 @@ struct CachePolicy {
   TextNormalization normalization = TextNormalization::kNone;
   // Name of the store that holds this tool's entries.
   std::string store = "memory";
+  // Name of a store shared with other processes (Redis, PostgreSQL, SQLite),
+  // or empty. It is read after `store` misses, by the one caller per key that
+  // leads in this process, and a result is written to both. When it offers
+  // coordination (Redis) and coalescing is on, that leader also takes the
+  // key's lease, so that one process among all calls upstream.
+  std::string shared_store;
   // Results larger than this are returned but not cached (and counted).
   size_t max_value_bytes = 1 << 20;
 };
@@ -130,6 +136,9 @@ struct CoalescePolicy {
   // Most keys in flight at once for this tool; past it, calls go upstream
   // without coalescing (and are counted).
   size_t max_flights = 100'000;
+  // With a coordinating cache.shared_store: coalesce with other processes
+  // too (a lease per key in the shared store).
+  bool across_processes = true;
 };
 
 enum class ToolKind : uint8_t {

@@ -42,6 +42,8 @@ enum class Counter : uint8_t {
   kNotCached,          // Results not cached (too large or not encodable).
   kFlightOverflow,     // Calls that skipped coalescing because the flight table was full.
   kStoreErrors,        // Store operations that failed (never fail the call).
+  kSharedHits,         // Fresh hits served by the shared store (also counted as kFreshHit).
+  kRemoteCoalesced,    // Shared the result of another process's call (also kCoalesced).
   kCount_,             // Number of counters; not a counter.
 };
 

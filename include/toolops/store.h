@@ -116,6 +116,10 @@ class FlightCoordinator {
   virtual bool Complete(const KeyRef& key, uint64_t token, const Result<StoredValue>& outcome,
                         TimePoint now) = 0;
 
+  // Gives the lease up with no result (the value was already there, or it
+  // cannot be stored); followers wake and look again.
+  virtual void Release(const KeyRef& key, uint64_t token) = 0;
+
   struct WaitResult {
     enum Kind : uint8_t {
       kValue,        // The leader stored a value: `value`.

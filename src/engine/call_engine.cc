@@ -64,11 +64,16 @@ Result<Bytes> InvokeUpstream(const Upstream& upstream, const CallContext& ctx) {
 }
 
 CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
-                       std::shared_ptr<Store> store)
+                       std::shared_ptr<Store> store, std::shared_ptr<Store> shared_store)
     : spec_(std::move(spec)),
       policy_(std::move(policy)),
       env_(env),
       store_(std::move(store)),
+      shared_store_(store_ != nullptr ? std::move(shared_store) : nullptr),
+      coordinator_(shared_store_ != nullptr && policy_.kind == ToolKind::kReadonly &&
+                           policy_.coalesce.enabled && policy_.coalesce.across_processes
+                       ? shared_store_->coordinator()
+                       : nullptr),
       caching_(store_ != nullptr),
       coalescing_(policy_.kind == ToolKind::kReadonly && policy_.coalesce.enabled),
       key_prefix_(KeyPrefix(spec_, policy_)),
@@ -205,19 +210,42 @@ Status CallEngine::DeadlinePassedWhileWaiting() const {
                 Guard::kDeadline);
 }
 
-void CallEngine::StoreResult(const KeyRef& key, const Bytes& value) {
+StoredValue CallEngine::EntryFor(const Bytes& value) const {
+  TimePoint now = env_.clock->Now();
+  return StoredValue{value, now + policy_.cache.ttl, now + policy_.cache.ttl + stale_window_};
+}
+
+void CallEngine::StoreLocal(const KeyRef& key, const StoredValue& entry) {
   if (!caching_) return;
-  if (value.size() > policy_.cache.max_value_bytes) {
+  if (entry.value.size() > policy_.cache.max_value_bytes) {
     stats_.Add(Counter::kNotCached);
     return;
   }
-  TimePoint now = env_.clock->Now();
-  StoredValue stored{value, now + policy_.cache.ttl, now + policy_.cache.ttl + stale_window_};
-  Status status = store_->Put(key, stored, now);
+  Status status = store_->Put(key, entry, env_.clock->Now());
   if (!status.ok()) {
     stats_.Add(status.code() == StatusCode::kResourceExhausted ? Counter::kNotCached
                                                                : Counter::kStoreErrors);
   }
+}
+
+void CallEngine::StoreResult(const KeyRef& key, const Bytes& value) {
+  if (!caching_) return;
+  StoredValue entry = EntryFor(value);
+  StoreLocal(key, entry);
+  if (shared_store_ != nullptr && value.size() <= policy_.cache.max_value_bytes) {
+    Status status = shared_store_->Put(key, entry, env_.clock->Now());
+    if (!status.ok()) stats_.Add(Counter::kStoreErrors);
+  }
+}
+
+std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {
+  if (shared_store_ == nullptr) return std::nullopt;
+  TimePoint now = env_.clock->Now();
+  std::optional<StoredValue> entry = shared_store_->Get(key, now);
+  if (!entry || now >= entry->fresh_until) return std::nullopt;
+  stats_.Add(Counter::kSharedHits);
+  StoreLocal(key, *entry);
+  return std::move(entry->value);
 }
 
 Result<Bytes> CallEngine::Finish(Result<Bytes> result, Counter outcome,

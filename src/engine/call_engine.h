@@ -36,7 +36,8 @@ namespace toolops {
 
 class CallEngine {
  public:
-  CallEngine(ToolSpec spec, ToolPolicy policy, Environment env, std::shared_ptr<Store> store);
+  CallEngine(ToolSpec spec, ToolPolicy policy, Environment env, std::shared_ptr<Store> store,
+             std::shared_ptr<Store> shared_store = nullptr);
 
   enum class LookupKind { kFresh, kRevalidate, kMiss };
   struct Lookup {
@@ -94,7 +95,21 @@ class CallEngine {
   Status DeadlinePassedBeforeAttempt(int attempt) const;
   Status DeadlinePassedWhileWaiting() const;
 
+  // Caches a success in the local store and, when there is one, the shared
+  // store.
   void StoreResult(const KeyRef& key, const Bytes& value);
+
+  // The shared tier (cache.shared_store), used by a leader after its local
+  // Recheck missed. SharedLookup returns a fresh entry of the shared store
+  // (copied into the local store, counted as kSharedHits). EntryFor is the
+  // entry a success becomes now; StoreLocal puts one in the local store only
+  // (a coordinator's Complete writes the shared one). Null coordinator: no
+  // coalescing across processes.
+  std::optional<Bytes> SharedLookup(const KeyRef& key);
+  StoredValue EntryFor(const Bytes& value) const;
+  void StoreLocal(const KeyRef& key, const StoredValue& entry);
+  Store* shared_store() const { return shared_store_.get(); }
+  FlightCoordinator* coordinator() const { return coordinator_; }
 
   // Ends a call: applies stale-if-error and the fallback to a failure, and
   // adds the call's one outcome counter.
@@ -123,6 +138,8 @@ class CallEngine {
   const ToolPolicy policy_;
   const Environment env_;
   const std::shared_ptr<Store> store_;
+  const std::shared_ptr<Store> shared_store_;
+  FlightCoordinator* const coordinator_;
   const bool caching_;
   const bool coalescing_;
   const std::string key_prefix_;

@@ -85,6 +85,10 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
                            "; it must be zero (off) or positive");
     }
     if (cache.store.empty()) return Bad(spec, "cache.store is empty; name a registered store");
+    if (cache.shared_store == cache.store) {
+      return Bad(spec, "cache.shared_store names the same store as cache.store ('" + cache.store +
+                           "'); name a store shared with other processes, or leave it empty");
+    }
     if (cache.max_value_bytes == 0)
       return Bad(spec, "cache.max_value_bytes is 0; it must be positive");
     if (Status s = check_names(cache.key_params, "cache.key_params"); !s.ok()) return s;

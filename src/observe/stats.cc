@@ -45,6 +45,10 @@ std::string_view CounterName(Counter counter) {
       return "flight_overflow";
     case Counter::kStoreErrors:
       return "store_errors";
+    case Counter::kSharedHits:
+      return "shared_hits";
+    case Counter::kRemoteCoalesced:
+      return "remote_coalesced";
     case Counter::kCount_:
       break;
   }

@@ -182,7 +182,7 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
     result = std::move(*stored);
   } else {
     result = co_await RunAttempts(engine, upstream, deadline, &outcome);
-    if (result.ok()) engine.StoreResult(key, result.value());
+    if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));
   }
   if (state) state->outcome.store(outcome, std::memory_order_release);
   engine.flights().Finish(key, flight, std::move(result));
@@ -230,7 +230,7 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   if (joined.flight == nullptr) {
     // Not coalesced: this caller does the work itself.
     result = co_await RunAttempts(engine, upstream, deadline, &outcome);
-    if (result.ok()) engine.StoreResult(key, result.value());
+    if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));
     co_return engine.Finish(std::move(result), outcome, std::move(found.stale));
   }
 

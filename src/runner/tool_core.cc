@@ -95,13 +95,91 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
   }
 }
 
+// The shared tier of a leader: the shared store, then (when it coordinates)
+// the key's lease across processes: follow another process's leader, or
+// lead for all of them.
+Result<Bytes> LeadShared(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
+                         TimePoint deadline, Counter* outcome) {
+  if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
+    *outcome = Counter::kFreshHit;
+    return std::move(*hit);
+  }
+  FlightCoordinator* coordinator = engine.coordinator();
+  FlightCoordinator::Lease lease;
+  while (coordinator != nullptr) {
+    lease = coordinator->Acquire(key);
+    if (lease.role == FlightCoordinator::Role::kLeader) {
+      // A second look: a leader that completed between our lookup and our
+      // lease wrote its value before releasing the lease.
+      if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
+        coordinator->Release(key, lease.token);
+        *outcome = Counter::kFreshHit;
+        return std::move(*hit);
+      }
+      break;
+    }
+    if (lease.role == FlightCoordinator::Role::kUnavailable) break;
+    FlightCoordinator::WaitResult waited = coordinator->Wait(key, lease, deadline);
+    switch (waited.kind) {
+      case FlightCoordinator::WaitResult::kValue:
+        engine.StoreLocal(key, *waited.value);
+        engine.stats().Add(Counter::kRemoteCoalesced);
+        *outcome = Counter::kCoalesced;
+        return std::move(waited.value->value);
+      case FlightCoordinator::WaitResult::kError:
+        // A shared failure saved nothing: it counts as the error it is.
+        *outcome = Counter::kUpstreamError;
+        return waited.error;
+      case FlightCoordinator::WaitResult::kTimedOut:
+        *outcome = Counter::kUpstreamError;
+        return engine.DeadlinePassedWhileWaiting();
+      case FlightCoordinator::WaitResult::kLeaseGone:
+        // The leader ended without a result (it died): take over, unless a
+        // value has appeared meanwhile.
+        if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
+          *outcome = Counter::kFreshHit;
+          return std::move(*hit);
+        }
+        continue;
+      case FlightCoordinator::WaitResult::kUnavailable:
+        lease = FlightCoordinator::Lease{};
+        break;
+    }
+    break;
+  }
+
+  Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
+  if (lease.role != FlightCoordinator::Role::kLeader) {
+    if (result.ok()) engine.StoreResult(key, result.value());
+    return result;
+  }
+  // The leader writes the shared entry through the coordinator (fenced) and
+  // wakes the followers with the value or the error.
+  TimePoint now = engine.env().clock->Now();
+  if (result.ok()) {
+    StoredValue entry = engine.EntryFor(result.value());
+    engine.StoreLocal(key, entry);
+    if (entry.value.size() <= engine.policy().cache.max_value_bytes) {
+      coordinator->Complete(key, lease.token, entry, now);
+    } else {
+      coordinator->Release(key, lease.token);  // Too large to share.
+    }
+  } else {
+    coordinator->Complete(key, lease.token, result.status(), now);
+  }
+  return result;
+}
+
 // Leads one upstream call for `key`: a second look at the store, then the
-// attempts, then the result stored.
+// shared tier if any, then the attempts, then the result stored.
 Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
                    TimePoint deadline, Counter* outcome) {
   if (std::optional<Bytes> stored = engine.Recheck(key)) {
     *outcome = Counter::kFreshHit;
     return std::move(*stored);
+  }
+  if (engine.shared_store() != nullptr) {
+    return LeadShared(engine, key, upstream, deadline, outcome);
   }
   Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
   if (result.ok()) engine.StoreResult(key, result.value());
@@ -196,13 +274,21 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
                   Guard::kPolicy);
   }
   std::shared_ptr<Store> store;
+  std::shared_ptr<Store> shared_store;
   if (policy.kind == ToolKind::kReadonly && policy.cache.enabled) {
     Result<std::shared_ptr<Store>> found = env.stores->Get(policy.cache.store);
     if (!found.ok()) return found.status().WithContext("tool '" + spec.name + "'");
     store = std::move(found).value();
+    if (!policy.cache.shared_store.empty()) {
+      Result<std::shared_ptr<Store>> shared = env.stores->Get(policy.cache.shared_store);
+      if (!shared.ok()) {
+        return shared.status().WithContext("tool '" + spec.name + "' (cache.shared_store)");
+      }
+      shared_store = std::move(shared).value();
+    }
   }
-  auto engine =
-      std::make_unique<CallEngine>(std::move(spec), std::move(policy), env, std::move(store));
+  auto engine = std::make_unique<CallEngine>(std::move(spec), std::move(policy), env,
+                                             std::move(store), std::move(shared_store));
   return std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
 }
 
@@ -227,7 +313,11 @@ size_t ToolCore::waiting() const { return engine_->flights().waiting(); }
 
 size_t ToolCore::ClearCache() {
   if (!engine_->caching()) return 0;
-  return engine_->store()->EraseByPrefix(engine_->key_prefix());
+  size_t erased = engine_->store()->EraseByPrefix(engine_->key_prefix());
+  if (Store* shared = engine_->shared_store()) {
+    erased += shared->EraseByPrefix(engine_->key_prefix());
+  }
+  return erased;
 }
 
 }  // namespace toolops

@@ -499,11 +499,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), false;
     EntryNames names(std::move(digest));
-    {
-      std::lock_guard lock(held_mu_);
-      auto it = held_.find(names.value);
-      if (it != held_.end() && it->second == token) held_.erase(it);
-    }
+    Forget(names, token);
     std::string token_text = std::to_string(token);
     std::vector<Reply> replies;
     bool storable = outcome.ok() && outcome->value.size() <= options_.max_value_bytes &&
@@ -530,12 +526,16 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       payload = token_text + ":" + std::to_string(static_cast<int>(outcome.status().code())) + ":" +
                 std::string(outcome.status().message());
     }
-    std::string ttl = Millis(options_.error_ttl);
-    (void)Execute(names.value,
-                  {{"EVAL", kCompleteErrorScript, "2", names.lease, names.error, token_text,
-                    payload, ttl, channel_, names.value}},
-                  &replies);
+    ReleaseWith(names, token, payload);
     return false;
+  }
+
+  void Release(const KeyRef& key, uint64_t token) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) return Failed();
+    EntryNames names(std::move(digest));
+    Forget(names, token);
+    ReleaseWith(names, token, "");
   }
 
   WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) override {
@@ -598,6 +598,25 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   }
 
  private:
+  // Stops renewing a lease that is being given up.
+  void Forget(const EntryNames& names, uint64_t token) {
+    std::lock_guard lock(held_mu_);
+    auto it = held_.find(names.value);
+    if (it != held_.end() && it->second == token) held_.erase(it);
+  }
+
+  // Releases the lease (if still ours), leaves `payload` (an error) for its
+  // followers when not empty, and wakes them.
+  void ReleaseWith(const EntryNames& names, uint64_t token, std::string_view payload) {
+    std::string token_text = std::to_string(token);
+    std::string ttl = Millis(options_.error_ttl);
+    std::vector<Reply> replies;
+    (void)Execute(names.value,
+                  {{"EVAL", kCompleteErrorScript, "2", names.lease, names.error, token_text,
+                    payload, ttl, channel_, names.value}},
+                  &replies);
+  }
+
   struct WaitSlot {
     uint64_t generation = 0;
     int users = 0;

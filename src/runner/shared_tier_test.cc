@@ -1,0 +1,404 @@
+// src/runner/shared_tier_test.cc
+//
+// Wrapped tools with a Redis shared store (cache.shared_store), against a
+// real redis-server: hits from another process's results, one upstream call
+// for concurrent callers in several "processes" of this test and in several
+// real processes (toolops_shared_worker), a leader killed with SIGKILL, and
+// Redis stopped and started in the middle of a load.
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis_server.h"
+#include "toolops/environment.h"
+#include "toolops/log.h"
+#include "toolops/redis_store.h"
+#include "toolops/tool.h"
+
+namespace toolops {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::ChildProcess;
+using testing::ReadFileOrEmpty;
+using testing::RedisServer;
+using testing::TempDir;
+
+int64_t UnixNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// What one process has: its own memory store and its own Redis client.
+struct AgentProcess {
+  explicit AgentProcess(int port, RedisStoreOptions options = {}) {
+    options.port = port;
+    Result<std::unique_ptr<RedisStore>> opened = RedisStore::Open(options);
+    EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+    if (opened.ok()) redis = std::shared_ptr<RedisStore>(std::move(*opened));
+    MemoryStoreOptions memory_options;
+    memory_options.max_entries = 10'000;
+    stores.Register("memory", std::move(NewMemoryStore(memory_options)).value());
+    if (redis) stores.Register("redis", redis);
+    env.stores = &stores;
+  }
+  StoreRegistry stores;
+  std::shared_ptr<RedisStore> redis;
+  Environment env;
+};
+
+ToolPolicy SharedPolicy() {
+  ToolPolicy policy;
+  policy.cache.ttl = std::chrono::minutes(10);
+  policy.cache.shared_store = "redis";
+  return policy;
+}
+
+class SharedTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.ok()) << server_.error(); }
+  RedisServer server_;
+};
+
+TEST_F(SharedTierTest, AnotherProcessIsServedFromTheSharedStore) {
+  AgentProcess first(server_.port());
+  AgentProcess second(server_.port());
+  std::atomic<int> calls{0};
+  auto make = [&](AgentProcess& p) {
+    return Readonly(
+        {"search", "1", {"query"}}, SharedPolicy(),
+        [&](const std::string& q) {
+          ++calls;
+          return "results for " + q;
+        },
+        p.env);
+  };
+  auto search1 = make(first);
+  auto search2 = make(second);
+  EXPECT_EQ(search1("paris"), "results for paris");
+  EXPECT_EQ(search2("paris"), "results for paris");
+  EXPECT_EQ(search2("paris"), "results for paris");
+  EXPECT_EQ(calls.load(), 1);
+  // The second process's first call came from Redis, its second from memory.
+  EXPECT_EQ(search2.stats()[Counter::kSharedHits], 1u);
+  EXPECT_EQ(search2.stats()[Counter::kFreshHit], 2u);
+  EXPECT_EQ(second.redis->Stats().hits, 1u);
+  // Clearing the cache clears both tiers, for every process.
+  EXPECT_EQ(search1.core().ClearCache(), 2u);
+  EXPECT_EQ(search2("lyon"), "results for lyon");
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST_F(SharedTierTest, UnknownSharedStoreFailsWhenWrapping) {
+  AgentProcess p(server_.port());
+  ToolPolicy policy = SharedPolicy();
+  policy.cache.shared_store = "redis-typo";
+  EXPECT_THROW(Readonly(
+                   {"t", "1", {"q"}}, policy, [](const std::string& q) { return q; }, p.env),
+               ToolError);
+  policy.cache.shared_store = "memory";
+  try {
+    Readonly(
+        {"t", "1", {"q"}}, policy, [](const std::string& q) { return q; }, p.env);
+    ADD_FAILURE() << "a shared store equal to the local one was accepted";
+  } catch (const ToolError& e) {
+    EXPECT_NE(std::string(e.what()).find("shared_store"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SharedTierTest, ConcurrentCallersInSeveralProcessesMakeOneUpstreamCall) {
+  constexpr int kProcesses = 4;
+  constexpr int kThreads = 16;
+  std::vector<std::unique_ptr<AgentProcess>> processes;
+  for (int i = 0; i < kProcesses; ++i) {
+    processes.push_back(std::make_unique<AgentProcess>(server_.port()));
+  }
+  std::atomic<int> calls{0};
+  std::atomic<int> running{0};
+  std::atomic<int> overlapped{0};
+  using SearchTool = decltype(Readonly({"search", "1", {"query"}}, SharedPolicy(),
+                                       [](const std::string& q) { return q; }));
+  std::vector<std::unique_ptr<SearchTool>> tools;
+  for (auto& p : processes) {
+    tools.push_back(std::make_unique<SearchTool>(Readonly(
+        {"search", "1", {"query"}}, SharedPolicy(),
+        [&](const std::string& q) {
+          ++calls;
+          if (running.fetch_add(1) != 0) ++overlapped;
+          std::this_thread::sleep_for(milliseconds(100));
+          running.fetch_sub(1);
+          return "results for " + q;
+        },
+        p->env)));
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int p = 0; p < kProcesses; ++p) {
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, p] {
+        if ((*tools[p])("same question") != "results for same question") ++wrong;
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(overlapped.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  uint64_t remote = 0;
+  for (auto& tool : tools) remote += tool->stats()[Counter::kRemoteCoalesced];
+  uint64_t shared_hits = 0;
+  for (auto& tool : tools) shared_hits += tool->stats()[Counter::kSharedHits];
+  // Each of the other processes' leaders followed the one leader, or found
+  // its value already stored.
+  EXPECT_EQ(remote + shared_hits, static_cast<uint64_t>(kProcesses - 1));
+}
+
+TEST_F(SharedTierTest, LeadersErrorReachesTheOtherProcessesOnce) {
+  AgentProcess first(server_.port());
+  AgentProcess second(server_.port());
+  std::atomic<int> calls{0};
+  auto make = [&](AgentProcess& p) {
+    return MakeTool(
+        {"flaky", "1", {"q"}}, SharedPolicy(),
+        [&](const std::string&) -> Result<std::string> {
+          ++calls;
+          std::this_thread::sleep_for(milliseconds(200));
+          return Status(StatusCode::kNotFound, "no such page");
+        },
+        p.env);
+  };
+  auto t1 = make(first).value();
+  auto t2 = make(second).value();
+  Result<std::string> r1 = Status(StatusCode::kUnknown, "unset");
+  std::thread a([&] { r1 = t1.Call("x"); });
+  std::this_thread::sleep_for(milliseconds(50));
+  Result<std::string> r2 = t2.Call("x");
+  a.join();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(r1.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(r2.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(r2.status().message(), "no such page");
+  // Errors are not cached: a later call goes upstream again.
+  (void)t2.Call("x");
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
+  std::atomic<int> down_logs{0};
+  SetLogSink([&](const LogRecord& r) {
+    if (r.event == "store.down") ++down_logs;
+  });
+  RedisStoreOptions options;
+  options.outage_initial_backoff = milliseconds(20);
+  options.outage_max_backoff = milliseconds(100);
+  AgentProcess first(server_.port(), options);
+  AgentProcess second(server_.port(), options);
+  auto make = [&](AgentProcess& p) {
+    ToolPolicy policy = SharedPolicy();
+    policy.cache.ttl = std::chrono::minutes(10);
+    return Readonly(
+        {"lookup", "1", {"id"}}, policy, [](int id) { return "value " + std::to_string(id); },
+        p.env);
+  };
+  auto tool1 = make(first);
+  auto tool2 = make(second);
+
+  constexpr int kCalls = 10'000;
+  std::atomic<int> next{0};
+  std::atomic<int> failed{0};
+  std::atomic<int> wrong{0};
+  std::atomic<bool> stopped{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto& tool = t % 2 == 0 ? tool1 : tool2;
+      for (int i = next++; i < kCalls; i = next++) {
+        if (i == kCalls / 3 && !stopped.exchange(true)) server_.Stop();
+        if (i == 2 * kCalls / 3) EXPECT_TRUE(server_.Start()) << server_.error();
+        int id = i / 2;  // Two calls per id, likely in different "processes".
+        Result<std::string> r = tool.Call(id);
+        if (!r.ok()) {
+          ++failed;
+        } else if (r.value() != "value " + std::to_string(id)) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  SetLogSink(nullptr);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GE(first.redis->counters().outages + second.redis->counters().outages, 1u);
+  // At most one "down" line per outage per store object.
+  EXPECT_LE(static_cast<uint64_t>(down_logs.load()),
+            first.redis->counters().outages + second.redis->counters().outages);
+
+  // Sharing resumes by itself within a second of the restart.
+  auto restarted = std::chrono::steady_clock::now();
+  bool shared = false;
+  for (int id = 100'000; std::chrono::steady_clock::now() - restarted < seconds(3); ++id) {
+    (void)tool1(id);
+    uint64_t before = tool2.stats()[Counter::kSharedHits];
+    (void)tool2(id);
+    if (tool2.stats()[Counter::kSharedHits] > before) {
+      shared = true;
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_TRUE(shared);
+  EXPECT_LT(std::chrono::steady_clock::now() - restarted, seconds(1));
+}
+
+// The record of upstream calls written by the workers: per key, intervals.
+struct Interval {
+  int64_t start;
+  int64_t end;
+  int pid;
+};
+
+std::map<std::string, std::vector<Interval>> ReadRecord(const std::string& path, int64_t open_end) {
+  std::map<std::string, std::vector<Interval>> out;
+  std::map<std::pair<std::string, int>, int64_t> open;
+  std::istringstream in(ReadFileOrEmpty(path));
+  std::string kind, key;
+  int pid;
+  int64_t ns;
+  while (in >> kind >> key >> pid >> ns) {
+    if (kind == "S") {
+      open[{key, pid}] = ns;
+    } else {
+      out[key].push_back({open[{key, pid}], ns, pid});
+      open.erase({key, pid});
+    }
+  }
+  for (const auto& [who, start] : open) out[who.first].push_back({start, open_end, who.second});
+  return out;
+}
+
+int Overlaps(std::map<std::string, std::vector<Interval>> calls) {
+  int overlaps = 0;
+  for (auto& [key, intervals] : calls) {
+    std::sort(intervals.begin(), intervals.end(),
+              [](const Interval& a, const Interval& b) { return a.start < b.start; });
+    for (size_t i = 1; i < intervals.size(); ++i) {
+      if (intervals[i].start < intervals[i - 1].end) ++overlaps;
+    }
+  }
+  return overlaps;
+}
+
+std::string Field(const std::string& line, const std::string& name) {
+  size_t at = line.find(name + "=");
+  if (at == std::string::npos) return "";
+  size_t end = line.find(' ', at);
+  return line.substr(at + name.size() + 1,
+                     end == std::string::npos ? end : end - at - name.size() - 1);
+}
+
+TEST_F(SharedTierTest, EightProcessesOf200CallsOver50KeysMakeExactly50UpstreamCalls) {
+  constexpr int kProcesses = 8;
+  TempDir dir("toolops-workers");
+  std::string record = dir.File("upstream.log");
+  int64_t start_at_ms = UnixNanos() / 1'000'000 + 1500;
+  std::vector<ChildProcess> workers(kProcesses);
+  for (int i = 0; i < kProcesses; ++i) {
+    ASSERT_TRUE(workers[i].Start({TOOLOPS_SHARED_WORKER, "--port", std::to_string(server_.port()),
+                                  "--keys", "50", "--calls", "200", "--upstream-ms", "20",
+                                  "--start-at", std::to_string(start_at_ms), "--record", record},
+                                 dir.File("worker" + std::to_string(i) + ".out")));
+  }
+  int upstream = 0;
+  int ok = 0;
+  for (int i = 0; i < kProcesses; ++i) {
+    std::optional<int> status = workers[i].Wait(seconds(60));
+    ASSERT_TRUE(status.has_value()) << "worker " << i << " did not finish";
+    std::string out = ReadFileOrEmpty(dir.File("worker" + std::to_string(i) + ".out"));
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << out;
+    upstream += std::atoi(Field(out, "upstream").c_str());
+    ok += std::atoi(Field(out, "ok").c_str());
+  }
+  std::printf(
+      "figure: %d processes x 200 calls over 50 keys (upstream 20 ms): %d upstream calls, "
+      "%d calls answered\n",
+      kProcesses, upstream, ok);
+  EXPECT_EQ(upstream, 50);
+  EXPECT_EQ(ok, kProcesses * 200);
+  auto calls = ReadRecord(record, UnixNanos());
+  EXPECT_EQ(calls.size(), 50u);
+  EXPECT_EQ(Overlaps(calls), 0);
+}
+
+TEST_F(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap) {
+  constexpr int kLeaseMs = 1000;
+  TempDir dir("toolops-workers");
+  std::string record = dir.File("upstream.log");
+  auto common = [&](int calls, int hold_ms) {
+    return std::vector<std::string>{TOOLOPS_SHARED_WORKER,
+                                    "--port",
+                                    std::to_string(server_.port()),
+                                    "--keys",
+                                    "1",
+                                    "--calls",
+                                    std::to_string(calls),
+                                    "--upstream-ms",
+                                    "50",
+                                    "--hold-ms",
+                                    std::to_string(hold_ms),
+                                    "--lease-ms",
+                                    std::to_string(kLeaseMs),
+                                    "--record",
+                                    record};
+  };
+  ChildProcess leader;
+  ASSERT_TRUE(leader.Start(common(1, 60'000), dir.File("leader.out")));
+  // Wait until the leader is inside its upstream call.
+  auto until = std::chrono::steady_clock::now() + seconds(10);
+  while (ReadFileOrEmpty(record).find("S key-0") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the leader never called upstream";
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  std::vector<ChildProcess> followers(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(followers[i].Start(common(10, 0), dir.File("f" + std::to_string(i) + ".out")));
+  }
+  std::this_thread::sleep_for(milliseconds(500));  // The followers are waiting now.
+  int64_t killed_at = UnixNanos();
+  leader.Signal(SIGKILL);
+  ASSERT_TRUE(leader.Wait(seconds(5)).has_value());
+  auto kill_time = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    std::optional<int> status = followers[i].Wait(seconds(30));
+    ASSERT_TRUE(status.has_value());
+    std::string out = ReadFileOrEmpty(dir.File("f" + std::to_string(i) + ".out"));
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << out;
+    EXPECT_EQ(Field(out, "failed"), "0") << out;
+  }
+  auto finished = std::chrono::steady_clock::now() - kill_time;
+  std::printf("figure: leader killed; every waiter done %lld ms after the kill (lease TTL %d ms)\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(finished).count()),
+              kLeaseMs);
+  EXPECT_LT(finished, milliseconds(kLeaseMs) + seconds(1));
+  auto calls = ReadRecord(record, killed_at);
+  ASSERT_EQ(calls["key-0"].size(), 2u) << ReadFileOrEmpty(record);
+  EXPECT_EQ(Overlaps(calls), 0);
+}
+
+}  // namespace
+}  // namespace toolops
