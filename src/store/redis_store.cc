@@ -773,6 +773,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       uint64_t port = 0;
       if (colon == std::string_view::npos || !ParseUint(target.substr(colon + 1), &port)) {
         node->Return(std::move(connection));
+        health_.Succeeded();  // The server answered; the reply is what is wrong.
         Failed();
         return StoreError(StatusCode::kUnavailable, options_.name,
                           "cannot parse the redirection '" + std::string(redirect) + "'");
@@ -810,6 +811,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
           return;
         }
         if (r->size() != 2) {
+          health_.Succeeded();  // The server answered (an error reply, say a missing ACL right).
           Failed();
           return;
         }
