@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 
 namespace toolops {
 
@@ -39,6 +40,11 @@ class Clock {
 
 // The process-wide steady clock. Never null; lives for the whole program.
 Clock* RealClock();
+
+// Reads the wall clock as Unix nanoseconds. Stores that keep entries outside
+// the process write instants as wall-clock time; tests pass one that moves
+// with a FakeClock. Must be safe to call from many threads at once.
+using UnixClock = std::function<int64_t()>;
 
 // A clock for tests. Starts at an arbitrary fixed point; Advance() moves it.
 // SleepFor(d) advances the clock by d and returns at once, so code that

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "toolops/clock.h"
-#include "toolops/sqlite_store.h"  // UnixClock
+#include "toolops/clock.h"  // UnixClock
 #include "toolops/status.h"
 #include "toolops/store.h"
 

@@ -29,7 +29,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -68,10 +67,6 @@ struct SqliteStoreCounters {
   // Expired rows deleted by purge batches (also counted in expirations).
   uint64_t purged = 0;
 };
-
-// Reads the wall clock as Unix nanoseconds. Instants are stored as wall-clock
-// time; tests pass one that moves with a FakeClock.
-using UnixClock = std::function<int64_t()>;
 
 class SqliteStore : public Store {
  public:

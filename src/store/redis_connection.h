@@ -134,6 +134,7 @@ class Connection {
   redisReader* reader_ = nullptr;
   std::string out_;
   bool broken_ = false;
+  bool blocking_ = false;  // Plain TCP after connect: SO_RCVTIMEO bounds each read.
 };
 
 // Builds the SSL_CTX for TLS connections: verifying the server against

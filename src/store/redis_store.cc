@@ -274,17 +274,16 @@ struct Topology {
 // the key hash as hash tag.
 struct EntryNames {
   std::string value;  // ns:<tool>:{<key>}
-  std::string lease;
-  std::string fence;
-  std::string error;
 
-  explicit EntryNames(std::string digest) {
+  explicit EntryNames(const std::string& digest) {
     size_t colon = digest.rfind(':');
-    value = digest.substr(0, colon + 1) + "{" + digest.substr(colon + 1) + "}";
-    lease = value + ":lease";
-    fence = value + ":fence";
-    error = value + ":err";
+    value.reserve(digest.size() + 2);
+    value.append(digest, 0, colon + 1).append("{").append(digest, colon + 1).append("}");
   }
+  // Built on demand: a hit needs only the value key.
+  std::string lease() const { return value + ":lease"; }
+  std::string fence() const { return value + ":fence"; }
+  std::string error() const { return value + ":err"; }
 };
 
 bool IsCompanionKey(std::string_view key) {
@@ -350,7 +349,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), Miss();
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     std::vector<Reply> replies;
     if (!Execute(names.value, {{"GET", names.value}}, &replies).ok()) return Miss();
     std::optional<StoredValue> value = DecodeReply(names, replies[0], now);
@@ -365,7 +364,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       Failed();
       return StoreError(StatusCode::kUnavailable, options_.name, "cannot compute a key digest");
     }
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     if (value.value.size() > options_.max_value_bytes) {
       rejected_.fetch_add(1, std::memory_order_relaxed);
       std::vector<Reply> ignored;
@@ -398,7 +397,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   bool Erase(const KeyRef& key) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), false;
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     std::vector<Reply> replies;
     if (!Execute(names.value, {{"DEL", names.value}}, &replies).ok()) return false;
     return replies[0].integer() > 0;
@@ -467,12 +466,12 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   Lease Acquire(const KeyRef& key) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), Lease{};
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     std::string ttl = Millis(options_.lease_ttl);
     std::string fence_ttl = Millis(kFenceTtl);
     std::vector<Reply> replies;
     if (!Execute(names.value,
-                 {{"EVAL", kAcquireScript, "2", names.lease, names.fence, ttl, fence_ttl}},
+                 {{"EVAL", kAcquireScript, "2", names.lease(), names.fence(), ttl, fence_ttl}},
                  &replies)
              .ok()) {
       return Lease{};
@@ -498,7 +497,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
                 TimePoint now) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), false;
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     Forget(names, token);
     std::string token_text = std::to_string(token);
     std::vector<Reply> replies;
@@ -509,7 +508,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       if (!envelope.empty()) {
         std::string px = Millis(outcome->stale_until - now);
         if (!Execute(names.value,
-                     {{"EVAL", kCompleteValueScript, "3", names.value, names.lease, names.fence,
+                     {{"EVAL", kCompleteValueScript, "3", names.value, names.lease(), names.fence(),
                        token_text, envelope.view(), px, channel_, names.value}},
                      &replies)
                  .ok()) {
@@ -533,7 +532,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   void Release(const KeyRef& key, uint64_t token) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed();
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     Forget(names, token);
     ReleaseWith(names, token, "");
   }
@@ -541,7 +540,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) override {
     std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
     if (digest.empty()) return Failed(), WaitResult{};
-    EntryNames names(std::move(digest));
+    EntryNames names(digest);
     uint64_t holder = lease.token;
     std::unique_lock lock(waiters_mu_);
     WaitSlot& slot = waiters_[names.value];
@@ -554,8 +553,8 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       lock.unlock();
 
       std::vector<Reply> replies;
-      if (!Execute(names.value, {{"GET", names.value}, {"GET", names.error}, {"GET", names.lease}},
-                   &replies)
+      if (!Execute(names.value,
+                   {{"GET", names.value}, {"GET", names.error()}, {"GET", names.lease()}}, &replies)
                .ok()) {
         result.kind = WaitResult::kUnavailable;
         break;
@@ -612,7 +611,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
     std::string ttl = Millis(options_.error_ttl);
     std::vector<Reply> replies;
     (void)Execute(names.value,
-                  {{"EVAL", kCompleteErrorScript, "2", names.lease, names.error, token_text,
+                  {{"EVAL", kCompleteErrorScript, "2", names.lease(), names.error(), token_text,
                     payload, ttl, channel_, names.value}},
                   &replies);
   }
