@@ -120,6 +120,11 @@ struct BreakerPolicy {
   // Codes that count as failures. Others (a NotFound, an InvalidArgument)
   // mean the tool is healthy and count as successes.
   std::vector<StatusCode> failure_codes = DefaultBreakerFailureCodes();
+  // Name of a store that shares breaker openings between processes (Redis),
+  // or empty. When this tool's breaker opens in one process, the others open
+  // theirs until the same instant; each still decides alone when to probe
+  // and close. Admission never waits on the store.
+  std::string shared_store;
 };
 
 struct LimitPolicy {

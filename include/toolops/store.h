@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,7 @@ struct StoreStats {
 };
 
 class FlightCoordinator;
+class BreakerBus;
 
 class Store {
  public:
@@ -80,6 +82,33 @@ class Store {
   // Coalescing across processes, for stores shared by several processes that
   // can offer it (Redis); null for the others. Owned by the store.
   virtual FlightCoordinator* coordinator() { return nullptr; }
+
+  // Circuit-breaker state shared between processes, for stores that can
+  // carry it (Redis); null for the others. Owned by the store.
+  virtual BreakerBus* breaker_bus() { return nullptr; }
+};
+
+// Breaker openings announced between processes: a tool that is down for one
+// process is known to be down for all, until the opening process's open wait
+// ends. Tools are named by an id the caller chooses (a digest of the tool's
+// name and version). Nothing here ever blocks a call: announcements are
+// queued and sent by the store's own thread, and handlers run on it.
+class BreakerBus {
+ public:
+  virtual ~BreakerBus() = default;
+
+  // `tool_id`'s breaker opened in this process until `open_until_unix_ns`
+  // (wall clock) because of `reason`.
+  virtual void AnnounceOpen(std::string_view tool_id, int64_t open_until_unix_ns,
+                            std::string_view reason) = 0;
+
+  using OpenHandler = std::function<void(int64_t open_until_unix_ns, std::string_view reason)>;
+  // Calls `handler` whenever another process announces `tool_id` open, and
+  // once soon after subscribing if it is open now. Returns an id for
+  // Unsubscribe; after Unsubscribe returns, the handler is not running and
+  // will not run again.
+  virtual uint64_t Subscribe(std::string_view tool_id, OpenHandler handler) = 0;
+  virtual void Unsubscribe(uint64_t subscription) = 0;
 };
 
 // One key's flight across processes: at most one process (the leader, holding

@@ -402,6 +402,27 @@ void CircuitBreaker::ForceOpen() {
   if (changed) DeliverTransitions();
 }
 
+bool CircuitBreaker::OpenFromPeer(TimePoint until, std::string_view reason) {
+  const TimePoint now = clock_->Now();
+  if (!policy_.enabled || until <= now) return false;
+  bool changed = false;
+  {
+    MutexLock lock(&mu_);
+    if (state_ == BreakerState::kOpen) return false;
+    std::string why = std::string(kPeerReasonPrefix) + std::string(reason);
+    changed = TransitionLocked(BreakerState::kOpen, why, now);
+    open_until_ = until;
+    if (!changed) return true;
+  }
+  DeliverTransitions();
+  return true;
+}
+
+TimePoint CircuitBreaker::open_until() const {
+  MutexLock lock(&mu_);
+  return open_until_;
+}
+
 void CircuitBreaker::Reset() {
   const TimePoint now = clock_->Now();
   bool changed = false;

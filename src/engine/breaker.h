@@ -128,6 +128,16 @@ class CircuitBreaker {
   void ForceOpen() TOOLOPS_EXCLUDES(mu_);
   void Reset() TOOLOPS_EXCLUDES(mu_);
 
+  // Another process's breaker for this tool opened until `until` (converted
+  // to this clock): a closed or half-open breaker opens until then, with a
+  // reason that starts with kPeerReasonPrefix (so that a listener sharing
+  // the state does not announce it again). An open breaker is left alone.
+  // Returns whether it opened.
+  bool OpenFromPeer(TimePoint until, std::string_view reason) TOOLOPS_EXCLUDES(mu_);
+  static constexpr std::string_view kPeerReasonPrefix = "opened by another process: ";
+  // When the breaker's open wait ends (meaningful while open).
+  TimePoint open_until() const TOOLOPS_EXCLUDES(mu_);
+
  private:
   class Window;  // The closed-state outcome window; defined in breaker.cc.
 

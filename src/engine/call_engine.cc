@@ -2,6 +2,8 @@
 
 #include "engine/call_engine.h"
 
+#include "store/envelope.h"
+
 #include "base/format.h"
 
 #include <algorithm>
@@ -82,6 +84,31 @@ CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
       breaker_(spec_.name, policy_.breaker, env_.clock),
       limiter_(spec_.name, policy_.limit),
       budget_(policy_.retry, env_.clock) {}
+
+CallEngine::~CallEngine() {
+  if (breaker_store_ != nullptr) breaker_store_->breaker_bus()->Unsubscribe(breaker_subscription_);
+}
+
+void CallEngine::ShareBreaker(std::shared_ptr<Store> store) {
+  BreakerBus* bus = store->breaker_bus();
+  // One id per tool name and version, whatever the process.
+  std::string tool_id = Sha256Hex(spec_.name + std::string(1, '\0') + spec_.version, 8);
+  Clock* clock = env_.clock;
+  CircuitBreaker* breaker = &breaker_;
+  breaker_.SetListener(
+      [bus, tool_id, clock, breaker](BreakerState, BreakerState to, std::string_view reason) {
+        if (to != BreakerState::kOpen || reason.starts_with(CircuitBreaker::kPeerReasonPrefix))
+          return;
+        int64_t until = SteadyToUnixNanos(breaker->open_until(), clock->Now(), UnixNowNanos());
+        bus->AnnounceOpen(tool_id, until, reason);
+      });
+  breaker_subscription_ =
+      bus->Subscribe(tool_id, [breaker, clock](int64_t until_unix_ns, std::string_view reason) {
+        TimePoint until = UnixNanosToSteady(until_unix_ns, clock->Now(), UnixNowNanos());
+        breaker->OpenFromPeer(until, reason);
+      });
+  breaker_store_ = std::move(store);
+}
 
 CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
   Lookup out;

@@ -131,6 +131,12 @@ class CallEngine {
 
   void SetFallback(BytesFallback fallback);
 
+  // Shares this tool's breaker openings through `store`'s BreakerBus
+  // (REQUIRES: it has one): announces local openings, and opens on the
+  // announcements of other processes. Once, before the first call.
+  void ShareBreaker(std::shared_ptr<Store> store);
+  ~CallEngine();
+
  private:
   bool CountsAsFailure(StatusCode code) const;
 
@@ -150,6 +156,9 @@ class CallEngine {
   ConcurrencyLimiter limiter_;
   RetryBudget budget_;
   ToolStats stats_;
+
+  std::shared_ptr<Store> breaker_store_;  // Keeps the bus alive.
+  uint64_t breaker_subscription_ = 0;
 
   std::mutex fallback_mu_;
   std::shared_ptr<const BytesFallback> fallback_;  // Guarded by fallback_mu_.

@@ -266,6 +266,73 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
   EXPECT_LT(std::chrono::steady_clock::now() - restarted, seconds(1));
 }
 
+TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
+  AgentProcess first(server_.port());
+  AgentProcess second(server_.port());
+  ToolPolicy policy;
+  policy.cache.enabled = false;
+  policy.breaker.shared_store = "redis";
+  policy.breaker.minimum_calls = 4;
+  policy.breaker.window_size = 4;
+  policy.breaker.open_wait = seconds(2);
+  std::atomic<int> calls1{0};
+  std::atomic<int> calls2{0};
+  auto make = [&](AgentProcess& p, std::atomic<int>& calls) {
+    return MakeTool(
+               {"quotes", "1", {"symbol"}}, policy,
+               [&](const std::string&) -> Result<std::string> {
+                 ++calls;
+                 return Status(StatusCode::kUnavailable, "quote service down");
+               },
+               p.env)
+        .value();
+  };
+  auto quotes1 = make(first, calls1);
+  auto quotes2 = make(second, calls2);
+  for (int i = 0; i < 4; ++i) (void)quotes1.Call("ACME");
+  EXPECT_EQ(quotes1.core().breaker_state(), "open");
+  // The second process learns it without calling the tool.
+  auto until = std::chrono::steady_clock::now() + seconds(2);
+  while (quotes2.core().breaker_state() != "open" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_EQ(quotes2.core().breaker_state(), "open");
+  Result<std::string> rejected = quotes2.Call("ACME");
+  EXPECT_EQ(rejected.status().guard(), Guard::kBreaker);
+  EXPECT_NE(rejected.status().message().find("another process"), std::string::npos)
+      << rejected.status().ToString();
+  EXPECT_EQ(calls2.load(), 0);
+
+  // A process that starts while the tool is open learns it at once.
+  AgentProcess third(server_.port());
+  std::atomic<int> calls3{0};
+  auto quotes3 = make(third, calls3);
+  until = std::chrono::steady_clock::now() + seconds(2);
+  while (quotes3.core().breaker_state() != "open" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(quotes3.core().breaker_state(), "open");
+
+  // The opening ends when the first process's open wait does: the second
+  // then probes the tool itself.
+  std::this_thread::sleep_for(seconds(2) + milliseconds(100));
+  (void)quotes2.Call("ACME");
+  EXPECT_EQ(calls2.load(), 1);
+}
+
+TEST_F(SharedTierTest, BreakerSharingNeedsAStoreThatCanCarryIt) {
+  AgentProcess p(server_.port());
+  ToolPolicy policy;
+  policy.breaker.shared_store = "memory";
+  try {
+    Readonly(
+        {"t", "1", {"q"}}, policy, [](const std::string& q) { return q; }, p.env);
+    ADD_FAILURE() << "a memory store was accepted for breaker sharing";
+  } catch (const ToolError& e) {
+    EXPECT_NE(std::string(e.what()).find("breaker.shared_store"), std::string::npos) << e.what();
+  }
+}
+
 // The record of upstream calls written by the workers: per key, intervals.
 struct Interval {
   int64_t start;

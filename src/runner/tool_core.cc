@@ -287,8 +287,24 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
       shared_store = std::move(shared).value();
     }
   }
+  std::shared_ptr<Store> breaker_store;
+  if (!policy.breaker.shared_store.empty()) {
+    Result<std::shared_ptr<Store>> found = env.stores->Get(policy.breaker.shared_store);
+    if (!found.ok()) {
+      return found.status().WithContext("tool '" + spec.name + "' (breaker.shared_store)");
+    }
+    breaker_store = std::move(found).value();
+    if (breaker_store->breaker_bus() == nullptr) {
+      return Status(StatusCode::kInvalidArgument,
+                    "tool '" + spec.name + "': breaker.shared_store names store '" +
+                        policy.breaker.shared_store +
+                        "', which cannot share breaker state; name a Redis store",
+                    Guard::kPolicy);
+    }
+  }
   auto engine = std::make_unique<CallEngine>(std::move(spec), std::move(policy), env,
                                              std::move(store), std::move(shared_store));
+  if (breaker_store != nullptr) engine->ShareBreaker(std::move(breaker_store));
   return std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
 }
 

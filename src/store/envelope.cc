@@ -249,10 +249,27 @@ std::string StoreToolDigest(std::string_view ns, std::string_view tool_prefix) {
 }
 
 std::string StoreKeyDigest(std::string_view ns, std::string_view canonical_key) {
-  std::string out = StoreToolDigest(ns, ToolPrefixOf(canonical_key));
+  // A thread calls for the same tool again and again: keep its last tool
+  // component rather than hashing the prefix on every call.
+  struct LastTool {
+    std::string ns;
+    std::string prefix;
+    std::string digest;
+  };
+  thread_local LastTool last;
+  std::string_view prefix = ToolPrefixOf(canonical_key);
+  if (last.digest.empty() || prefix != last.prefix || ns != last.ns) {
+    std::string digest = StoreToolDigest(ns, prefix);
+    if (digest.empty()) return std::string();
+    last.ns.assign(ns);
+    last.prefix.assign(prefix);
+    last.digest = std::move(digest);
+  }
   unsigned char sum[kSha256Bytes];
-  if (out.empty() || !Sha256(canonical_key, sum)) return std::string();
-  out.reserve(out.size() + 1 + 2 * kSha256Bytes);
+  if (!Sha256(canonical_key, sum)) return std::string();
+  std::string out;
+  out.reserve(last.digest.size() + 1 + 2 * kSha256Bytes);
+  out.append(last.digest);
   out.push_back(':');
   AppendHex(sum, kSha256Bytes, &out);
   return out;

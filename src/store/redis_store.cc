@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -290,7 +291,7 @@ bool IsCompanionKey(std::string_view key) {
   return key.ends_with(":lease") || key.ends_with(":fence") || key.ends_with(":err");
 }
 
-class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
+class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public BreakerBus {
  public:
   RedisStoreImpl(RedisStoreOptions options, Clock* clock, UnixClock unix_clock,
                  redis::TlsContext tls)
@@ -300,7 +301,10 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
         tls_(std::move(tls)),
         health_(options_.name, options_.outage_initial_backoff, options_.outage_max_backoff,
                 RealClock()),
-        channel_(options_.key_namespace + ":flights") {
+        channel_(options_.key_namespace + ":flights"),
+        breaker_channel_(options_.key_namespace + ":breakers"),
+        instance_(std::to_string(std::random_device()()) + "-" +
+                  std::to_string(reinterpret_cast<uintptr_t>(this))) {
     connect_.username = options_.username;
     connect_.password = options_.password;
     connect_.db = options_.db;
@@ -340,7 +344,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       if (Status s = LoadSlots(**probe); !s.ok()) return s;
     }
     keeper_ = std::thread([this] { KeepLeases(); });
-    subscriber_ = std::thread([this] { Subscribe(); });
+    subscriber_ = std::thread([this] { FollowMessages(); });
     return Status();
   }
 
@@ -445,6 +449,39 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
 
   std::string_view name() const override { return options_.name; }
   FlightCoordinator* coordinator() override { return this; }
+  BreakerBus* breaker_bus() override { return this; }
+
+  // BreakerBus ---------------------------------------------------------------
+
+  void AnnounceOpen(std::string_view tool_id, int64_t open_until_unix_ns,
+                    std::string_view reason) override {
+    {
+      std::lock_guard lock(threads_mu_);
+      announcements_.push_back(
+          Announcement{std::string(tool_id), open_until_unix_ns, std::string(reason)});
+    }
+    threads_cv_.notify_all();
+  }
+
+  uint64_t Subscribe(std::string_view tool_id, OpenHandler handler) override {
+    uint64_t id;
+    {
+      std::lock_guard lock(subs_mu_);
+      id = ++last_subscription_;
+      subscriptions_[id] = BreakerSubscription{std::string(tool_id), std::move(handler)};
+    }
+    {
+      std::lock_guard lock(threads_mu_);
+      checks_.emplace_back(tool_id);
+    }
+    threads_cv_.notify_all();
+    return id;
+  }
+
+  void Unsubscribe(uint64_t subscription) override {
+    std::lock_guard lock(subs_mu_);
+    subscriptions_.erase(subscription);
+  }
 
   RedisStoreCounters counters() const override {
     RedisStoreCounters c;
@@ -828,12 +865,30 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   }
 
   // Renews the leases this process holds, every lease_ttl / 3.
+  // The store's background work: breaker announcements and first looks (as
+  // soon as they are queued), and lease renewals (every lease_ttl / 3).
   void KeepLeases() {
     Duration period = std::chrono::duration_cast<Duration>(options_.lease_ttl) / 3;
     std::string ttl = Millis(options_.lease_ttl);
+    auto next_renewal = std::chrono::steady_clock::now() + period;
     std::unique_lock lock(threads_mu_);
-    while (!threads_cv_.wait_for(lock, period, [&] { return stopping_; })) {
+    while (true) {
+      threads_cv_.wait_until(lock, next_renewal, [&] {
+        return stopping_ || !announcements_.empty() || !checks_.empty();
+      });
+      if (stopping_) return;
+      std::vector<Announcement> announcements = std::move(announcements_);
+      std::vector<std::string> checks = std::move(checks_);
+      announcements_.clear();
+      checks_.clear();
       lock.unlock();
+      for (const Announcement& a : announcements) SendAnnouncement(a);
+      for (const std::string& tool_id : checks) CheckBreaker(tool_id);
+      if (std::chrono::steady_clock::now() < next_renewal) {
+        lock.lock();
+        continue;
+      }
+      next_renewal = std::chrono::steady_clock::now() + period;
       std::vector<std::pair<std::string, uint64_t>> held;
       {
         std::lock_guard held_lock(held_mu_);
@@ -863,8 +918,9 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
     }
   }
 
-  // Follows completion messages and wakes the followers waiting for them.
-  void Subscribe() {
+  // Follows the pub/sub messages: flight completions (waking the followers
+  // waiting for them) and breaker announcements (calling their handlers).
+  void FollowMessages() {
     Duration backoff = std::chrono::milliseconds(50);
     while (true) {
       {
@@ -872,8 +928,8 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
         if (stopping_) return;
       }
       Result<std::unique_ptr<Connection>> c = Connection::Open(seed_, connect_);
-      bool ok = c.ok() && (*c)->Send({"SUBSCRIBE", channel_}).ok();
-      if (ok) {
+      bool ok = c.ok() && (*c)->Send({"SUBSCRIBE", channel_, breaker_channel_}).ok();
+      for (int confirmations = 0; ok && confirmations < 2; ++confirmations) {
         Result<std::optional<Reply>> confirm = (*c)->Receive(options_.io_timeout);
         ok = confirm.ok() && confirm->has_value() && (**confirm).is_array();
       }
@@ -891,8 +947,12 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
           if (!message->has_value()) continue;
           const Reply& m = **message;
           if (m.size() == 3 && m[0].str() == "message") {
-            notifications_.fetch_add(1, std::memory_order_relaxed);
-            Wake(m[2].str());
+            if (m[1].str() == breaker_channel_) {
+              OnBreakerMessage(m[2].str());
+            } else {
+              notifications_.fetch_add(1, std::memory_order_relaxed);
+              Wake(m[2].str());
+            }
           }
         }
         subscribed_.store(false, std::memory_order_relaxed);
@@ -900,6 +960,66 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
       std::unique_lock lock(threads_mu_);
       if (threads_cv_.wait_for(lock, backoff, [&] { return stopping_; })) return;
       backoff = std::min<Duration>(backoff * 2, std::chrono::seconds(2));
+    }
+  }
+
+  struct Announcement {
+    std::string tool_id;
+    int64_t until_unix_ns;
+    std::string reason;
+  };
+  struct BreakerSubscription {
+    std::string tool_id;
+    OpenHandler handler;
+  };
+
+  std::string BreakerKey(std::string_view tool_id) const {
+    return options_.key_namespace + ":breaker:{" + std::string(tool_id) + "}";
+  }
+
+  // Records the opening under the tool's key (for processes that start or
+  // subscribe later) and tells the running ones.
+  void SendAnnouncement(const Announcement& a) {
+    int64_t left_ns = a.until_unix_ns - unix_clock_();
+    if (left_ns <= 0) return;
+    std::string state = std::to_string(a.until_unix_ns) + "\n" + instance_ + "\n" + a.reason;
+    std::string message = a.tool_id + "\n" + state;
+    std::string key = BreakerKey(a.tool_id);
+    std::string px = Millis(std::chrono::nanoseconds(left_ns));
+    std::vector<Reply> replies;
+    (void)Execute(key, {{"SET", key, state, "PX", px}, {"PUBLISH", breaker_channel_, message}},
+                  &replies);
+  }
+
+  // A new subscriber's first look: is the tool open in some process now?
+  void CheckBreaker(const std::string& tool_id) {
+    std::string key = BreakerKey(tool_id);
+    std::vector<Reply> replies;
+    if (!Execute(key, {{"GET", key}}, &replies).ok() || !replies[0].is_string()) return;
+    DispatchBreaker(tool_id, replies[0].str(), /*skip_own=*/false);
+  }
+
+  void OnBreakerMessage(std::string_view message) {
+    size_t newline = message.find('\n');
+    if (newline == std::string_view::npos) return;
+    DispatchBreaker(message.substr(0, newline), message.substr(newline + 1), /*skip_own=*/true);
+  }
+
+  // `state` is "<until unix ns>\n<instance>\n<reason>".
+  void DispatchBreaker(std::string_view tool_id, std::string_view state, bool skip_own) {
+    size_t first = state.find('\n');
+    if (first == std::string_view::npos) return;
+    size_t second = state.find('\n', first + 1);
+    if (second == std::string_view::npos) return;
+    uint64_t until = 0;
+    if (!ParseUint(state.substr(0, first), &until)) return;
+    if (skip_own && state.substr(first + 1, second - first - 1) == instance_) return;
+    std::string_view reason = state.substr(second + 1);
+    std::lock_guard lock(subs_mu_);
+    for (const auto& [id, subscription] : subscriptions_) {
+      if (subscription.tool_id == tool_id) {
+        subscription.handler(static_cast<int64_t>(until), reason);
+      }
     }
   }
 
@@ -929,6 +1049,8 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   Endpoint seed_;
   StoreHealth health_;
   const std::string channel_;
+  const std::string breaker_channel_;
+  const std::string instance_;  // Tells this store object's announcements apart.
 
   std::mutex pools_mu_;
   std::vector<std::shared_ptr<NodePool>> pools_;
@@ -943,9 +1065,15 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator {
   std::unordered_map<std::string, WaitSlot> waiters_;
   std::atomic<bool> subscribed_{false};
 
+  std::mutex subs_mu_;  // Held while handlers run, so Unsubscribe waits for them.
+  uint64_t last_subscription_ = 0;
+  std::map<uint64_t, BreakerSubscription> subscriptions_;
+
   std::mutex threads_mu_;
   std::condition_variable threads_cv_;
   bool stopping_ = false;
+  std::vector<Announcement> announcements_;  // Guarded by threads_mu_.
+  std::vector<std::string> checks_;          // Guarded by threads_mu_.
   std::thread keeper_;
   std::thread subscriber_;
 
