@@ -44,6 +44,7 @@
 
 #include "base/mutex.h"
 #include "store/envelope.h"
+#include "store/store_health.h"
 
 namespace toolops {
 namespace {
@@ -735,9 +736,16 @@ class PostgresStoreImpl final : public PostgresStore {
   // twice without harm. A connection whose reply timed out is not retried:
   // the server may be hung, and a second wait would double the bound.
   Result<PgResult> Run(Statement which, const Params& params) const {
+    if (!health_.Allow()) {
+      return StoreError(StatusCode::kUnavailable, name_,
+                        "skipped: the server is down and waiting to be retried");
+    }
     for (int attempt = 0;; ++attempt) {
       Result<std::unique_ptr<Connection>> acquired = pool_.Acquire();
-      if (!acquired.ok()) return acquired.status();
+      if (!acquired.ok()) {
+        health_.Failed(acquired.status());
+        return acquired.status();
+      }
       std::unique_ptr<Connection> connection = std::move(acquired).value();
 
       std::string error;
@@ -751,6 +759,7 @@ class PostgresStoreImpl final : public PostgresStore {
       }
       if (result != nullptr && Succeeded(result.get())) {
         pool_.Release(std::move(connection));
+        health_.Succeeded();
         return result;
       }
       if (result != nullptr) error = ResultMessage(result.get());
@@ -761,8 +770,16 @@ class PostgresStoreImpl final : public PostgresStore {
         dropped_.fetch_add(1, std::memory_order_relaxed);
       }
       if (!retry) {
-        return StoreError(StatusCode::kUnavailable, name_,
-                          std::string(kStatements[which].name) + ": " + error);
+        Status failed = StoreError(StatusCode::kUnavailable, name_,
+                                   std::string(kStatements[which].name) + ": " + error);
+        // An error reply means the server is up (the statement failed); no
+        // reply at all starts or continues an outage.
+        if (result != nullptr) {
+          health_.Succeeded();
+        } else {
+          health_.Failed(failed);
+        }
+        return failed;
       }
     }
   }
@@ -798,6 +815,9 @@ class PostgresStoreImpl final : public PostgresStore {
 
   // Synchronised inside.
   mutable ConnectionPool pool_;
+  // Outages: skip at once while down, log once per episode.
+  mutable StoreHealth health_{name_, std::chrono::milliseconds(100), std::chrono::seconds(2),
+                              RealClock()};
 
   // Atomic counters.
   mutable std::atomic<uint64_t> hits_{0};

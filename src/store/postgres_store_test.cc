@@ -38,6 +38,7 @@
 #include "processes.h"
 #include "store/envelope.h"
 #include "toolops/environment.h"
+#include "toolops/log.h"
 #include "toolops/tool.h"
 
 namespace toolops {
@@ -915,6 +916,12 @@ TEST_F(PostgresStoreOutageTest, EntriesSurviveRestartAndCrashOfTheServer) {
 }
 
 TEST_F(PostgresStoreOutageTest, StoppedServerFailsCallsQuicklyAndTheStoreRecoversByItself) {
+  std::atomic<int> down_lines{0};
+  std::atomic<int> up_lines{0};
+  SetLogSink([&](const LogRecord& r) {
+    if (r.event == "store.down") ++down_lines;
+    if (r.event == "store.up") ++up_lines;
+  });
   auto store = Open(Options());
   ASSERT_NE(store, nullptr);
   PutOrFail(*store, "k", "before");
@@ -940,6 +947,10 @@ TEST_F(PostgresStoreOutageTest, StoppedServerFailsCallsQuicklyAndTheStoreRecover
   EXPECT_TRUE(EventuallyWorks([&] { return Lookup(*store, "k") == "before"; }));
   PutOrFail(*store, "k", "after");
   EXPECT_EQ(Lookup(*store, "k"), "after");
+  SetLogSink(nullptr);
+  // One outage, logged once when it began and once when it ended.
+  EXPECT_EQ(down_lines.load(), 1);
+  EXPECT_EQ(up_lines.load(), 1);
 }
 
 TEST_F(PostgresStoreOutageTest, HungServerCannotBlockACall) {
