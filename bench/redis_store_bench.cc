@@ -11,6 +11,8 @@
 //   build/redis_store_bench --benchmark_repetitions=5
 
 #include <hiredis/hiredis.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <benchmark/benchmark.h>
 
@@ -33,6 +35,18 @@ struct Fixture {
     if (!server.ok()) {
       std::fprintf(stderr, "redis-server: %s\n", server.error().c_str());
       std::abort();
+    }
+    // Server on one core, client on another: where the scheduler puts them
+    // otherwise changes from run to run and moves both figures by half.
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+      cpu_set_t server_cpu;
+      CPU_ZERO(&server_cpu);
+      CPU_SET(1, &server_cpu);
+      sched_setaffinity(server.pid(), sizeof server_cpu, &server_cpu);
+      cpu_set_t client_cpu;
+      CPU_ZERO(&client_cpu);
+      CPU_SET(0, &client_cpu);
+      sched_setaffinity(0, sizeof client_cpu, &client_cpu);
     }
     RedisStoreOptions options;
     options.port = server.port();

@@ -43,6 +43,7 @@ class RedisServer {
   // A CA that did not sign it, for tests of refused certificates.
   std::string other_ca_file() const { return dir_.File("other-ca.crt"); }
   const std::string& log_path() const { return log_; }
+  pid_t pid() const { return process_.pid(); }
 
   // Stops the server (SIGTERM, then SIGKILL) and starts it again on the same
   // port. Data does not survive (nothing is kept on disk).

@@ -6,6 +6,7 @@
 #include "store/envelope.h"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
@@ -164,9 +165,10 @@ Bytes EncodeEnvelope(const StoredValue& v, const Clock& clock, int64_t unix_now_
   PutU32(p + kLengthOffset, static_cast<uint32_t>(n));
   if (n > 0) std::memcpy(p + kEnvelopeHeaderBytes, v.value.data(), n);
 
-  unsigned char sum[kSha256Bytes];
-  if (!Sha256(std::string_view(p, kEnvelopeHeaderBytes + n), sum)) return Bytes();
-  std::memcpy(p + kEnvelopeHeaderBytes + n, sum, kEnvelopeChecksumBytes);
+  if (!EnvelopeChecksum(kEnvelopeVersion, std::string_view(p, kEnvelopeHeaderBytes + n),
+                        reinterpret_cast<unsigned char*>(p + kEnvelopeHeaderBytes + n))) {
+    return Bytes();
+  }
   return Bytes::Copy(out);
 }
 
@@ -183,7 +185,8 @@ EnvelopeResult DecodeEnvelope(std::string_view raw, const Clock& clock, int64_t 
   }
   if (!raw.starts_with(magic)) return Refuse(EnvelopeError::kForeign);
   if (raw.size() <= kVersionOffset) return Refuse(EnvelopeError::kTruncated);
-  if (static_cast<uint8_t>(raw[kVersionOffset]) != kEnvelopeVersion) {
+  const uint8_t version = static_cast<uint8_t>(raw[kVersionOffset]);
+  if (version != kEnvelopeVersion && version != kEnvelopeVersionSha256) {
     return Refuse(EnvelopeError::kUnsupportedVersion);
   }
 
@@ -195,8 +198,8 @@ EnvelopeResult DecodeEnvelope(std::string_view raw, const Clock& clock, int64_t 
   if (raw.size() > expected) return Refuse(EnvelopeError::kCorrupt);
 
   // Integrity, then what only an intact newer writer can have set.
-  unsigned char sum[kSha256Bytes];
-  if (!Sha256(raw.substr(0, kEnvelopeHeaderBytes + n), sum) ||
+  unsigned char sum[kEnvelopeChecksumBytes];
+  if (!EnvelopeChecksum(version, raw.substr(0, kEnvelopeHeaderBytes + n), sum) ||
       std::memcmp(sum, raw.data() + kEnvelopeHeaderBytes + n, kEnvelopeChecksumBytes) != 0) {
     return Refuse(EnvelopeError::kCorrupt);
   }
@@ -215,6 +218,24 @@ EnvelopeResult DecodeEnvelope(std::string_view raw, const Clock& clock, int64_t 
 
 EnvelopeResult DecodeEnvelope(std::string_view raw, const Clock& clock) {
   return DecodeEnvelope(raw, clock, UnixNowNanos());
+}
+
+bool EnvelopeChecksum(uint8_t version, std::string_view body,
+                      unsigned char out[kEnvelopeChecksumBytes]) {
+  if (version == kEnvelopeVersionSha256) {
+    unsigned char sum[kSha256Bytes];
+    if (!Sha256(body, sum)) return false;
+    std::memcpy(out, sum, kEnvelopeChecksumBytes);
+    return true;
+  }
+  if (version == kEnvelopeVersion) {
+    XXH128_canonical_t canonical;
+    XXH128_canonicalFromHash(&canonical, XXH3_128bits(body.data(), body.size()));
+    static_assert(sizeof(canonical.digest) == kEnvelopeChecksumBytes);
+    std::memcpy(out, canonical.digest, kEnvelopeChecksumBytes);
+    return true;
+  }
+  return false;
 }
 
 std::string Sha256Hex(std::string_view data, size_t bytes) {

@@ -7,6 +7,10 @@
 #include "store/envelope.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <chrono>
 #include <cstdint>
@@ -43,12 +47,11 @@ int64_t ReadI64(const std::string& s, size_t offset) {
 
 // Rewrites the checksum of a (modified) envelope so that only the other
 // checks can refuse it.
-void Reseal(std::string* envelope) {
+void Reseal(std::string* envelope, uint8_t version = kEnvelopeVersion) {
   size_t body = envelope->size() - kEnvelopeChecksumBytes;
-  std::string hex = Sha256Hex(std::string_view(*envelope).substr(0, body), kEnvelopeChecksumBytes);
-  for (size_t i = 0; i < kEnvelopeChecksumBytes; ++i) {
-    (*envelope)[body + i] = static_cast<char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-  }
+  unsigned char sum[kEnvelopeChecksumBytes];
+  ASSERT_TRUE(EnvelopeChecksum(version, std::string_view(*envelope).substr(0, body), sum));
+  std::memcpy(envelope->data() + body, sum, kEnvelopeChecksumBytes);
 }
 
 TEST(EnvelopeTest, LayoutIsAsDocumented) {
@@ -57,7 +60,7 @@ TEST(EnvelopeTest, LayoutIsAsDocumented) {
 
   ASSERT_EQ(e.size(), kEnvelopeOverheadBytes + 5);
   EXPECT_EQ(e.substr(0, 4), "TOE1");
-  EXPECT_EQ(e[4], 1);                               // version
+  EXPECT_EQ(e[4], 2);                               // version
   EXPECT_EQ(e[5], 0);                               // flags
   EXPECT_EQ(e.substr(6, 2), std::string(2, '\0'));  // reserved
   EXPECT_EQ(ReadI64(e, 8), kUnixNow + 60'000'000'000);
@@ -70,7 +73,35 @@ TEST(EnvelopeTest, LayoutIsAsDocumented) {
     checksum += kHex[static_cast<unsigned char>(e[i]) >> 4];
     checksum += kHex[static_cast<unsigned char>(e[i]) & 15];
   }
-  EXPECT_EQ(checksum, Sha256Hex(std::string_view(e).substr(0, 33), 16));
+  // XXH3-128 of the 33 bytes before it, big-endian (high half first).
+  XXH128_hash_t h = XXH3_128bits(e.data(), 33);
+  char expected[33];
+  std::snprintf(expected, sizeof expected, "%016llx%016llx",
+                static_cast<unsigned long long>(h.high64), static_cast<unsigned long long>(h.low64));
+  EXPECT_EQ(checksum, expected);
+}
+
+TEST(EnvelopeTest, VersionOneWithSha256ChecksumIsStillRead) {
+  FakeClock clock;
+  std::string e = Encode(ValueAt(clock, "written by version 1"), clock);
+  e[4] = 1;
+  std::string checksum;
+  Reseal(&e, kEnvelopeVersionSha256);
+  EXPECT_EQ(e.substr(e.size() - 16),
+            [&] {
+              std::string hex = Sha256Hex(std::string_view(e).substr(0, e.size() - 16), 16);
+              std::string raw;
+              for (size_t i = 0; i < 16; ++i) {
+                raw.push_back(static_cast<char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16)));
+              }
+              return raw;
+            }());
+  EnvelopeResult r = DecodeEnvelope(e, clock, kUnixNow);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value->value.view(), "written by version 1");
+  // A version 1 envelope sealed with the version 2 checksum is damaged.
+  Reseal(&e, kEnvelopeVersion);
+  EXPECT_FALSE(DecodeEnvelope(e, clock, kUnixNow).ok());
 }
 
 TEST(EnvelopeTest, RoundTripKeepsPayloadAndInstants) {
@@ -132,7 +163,7 @@ TEST(EnvelopeTest, RefusesEachKindOfBadInputWithItsReason) {
   std::string shorter_length = good;
   shorter_length[24] -= 1;
   std::string newer_version = good;
-  newer_version[4] = 2;
+  newer_version[4] = 3;
   std::string flag_set = good;
   flag_set[5] = 1;
   Reseal(&flag_set);
