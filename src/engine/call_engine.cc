@@ -265,6 +265,77 @@ void CallEngine::StoreResult(const KeyRef& key, const Bytes& value) {
   }
 }
 
+CallEngine::SharedStart CallEngine::BeginShared(const KeyRef& key, TimePoint deadline) {
+  SharedStart start;
+  auto settle = [&](Result<Bytes> result, Counter outcome) {
+    start.settled.emplace(std::move(result));
+    start.outcome = outcome;
+    start.lease = FlightCoordinator::Lease{};
+    return start;
+  };
+  if (std::optional<Bytes> hit = SharedLookup(key))
+    return settle(std::move(*hit), Counter::kFreshHit);
+  FlightCoordinator* coordinator = coordinator_;
+  while (coordinator != nullptr) {
+    start.lease = coordinator->Acquire(key);
+    if (start.lease.role == FlightCoordinator::Role::kLeader) {
+      // A second look: a leader that completed between our lookup and our
+      // lease wrote its value before releasing the lease.
+      if (std::optional<Bytes> hit = SharedLookup(key)) {
+        coordinator->Release(key, start.lease.token);
+        return settle(std::move(*hit), Counter::kFreshHit);
+      }
+      return start;
+    }
+    if (start.lease.role == FlightCoordinator::Role::kUnavailable) return start;
+    FlightCoordinator::WaitResult waited = coordinator->Wait(key, start.lease, deadline);
+    switch (waited.kind) {
+      case FlightCoordinator::WaitResult::kValue:
+        StoreLocal(key, *waited.value);
+        stats_.Add(Counter::kRemoteCoalesced);
+        return settle(std::move(waited.value->value), Counter::kCoalesced);
+      case FlightCoordinator::WaitResult::kError:
+        // A shared failure saved nothing: it counts as the error it is.
+        return settle(std::move(waited.error), Counter::kUpstreamError);
+      case FlightCoordinator::WaitResult::kTimedOut:
+        return settle(DeadlinePassedWhileWaiting(), Counter::kUpstreamError);
+      case FlightCoordinator::WaitResult::kLeaseGone:
+        // The leader ended without a result (it died): take over, unless a
+        // value has appeared meanwhile.
+        if (std::optional<Bytes> hit = SharedLookup(key)) {
+          return settle(std::move(*hit), Counter::kFreshHit);
+        }
+        continue;
+      case FlightCoordinator::WaitResult::kUnavailable:
+        start.lease = FlightCoordinator::Lease{};
+        return start;
+    }
+  }
+  return start;
+}
+
+void CallEngine::EndShared(const KeyRef& key, const FlightCoordinator::Lease& lease,
+                           const Result<Bytes>& result) {
+  if (lease.role != FlightCoordinator::Role::kLeader) {
+    if (result.ok()) StoreResult(key, result.value());
+    return;
+  }
+  // The leader writes the shared entry through the coordinator (fenced) and
+  // wakes the followers with the value or the error.
+  TimePoint now = env_.clock->Now();
+  if (!result.ok()) {
+    coordinator_->Complete(key, lease.token, result.status(), now);
+    return;
+  }
+  StoredValue entry = EntryFor(result.value());
+  StoreLocal(key, entry);
+  if (entry.value.size() <= policy_.cache.max_value_bytes) {
+    coordinator_->Complete(key, lease.token, entry, now);
+  } else {
+    coordinator_->Release(key, lease.token);  // Too large to share.
+  }
+}
+
 std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {
   if (shared_store_ == nullptr) return std::nullopt;
   TimePoint now = env_.clock->Now();

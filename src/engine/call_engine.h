@@ -109,6 +109,25 @@ class CallEngine {
   StoredValue EntryFor(const Bytes& value) const;
   void StoreLocal(const KeyRef& key, const StoredValue& entry);
   Store* shared_store() const { return shared_store_.get(); }
+
+  // The shared tier of a leader, before and after its upstream call. These
+  // block on the shared store (each operation bounded by its timeouts): the
+  // coroutine runner calls them off its event loop.
+  struct SharedStart {
+    // Set when the call is settled without going upstream: a shared hit, the
+    // value or error of another process's leader, or the deadline passed
+    // while following. `outcome` is then its outcome counter.
+    std::optional<Result<Bytes>> settled;
+    Counter outcome = Counter::kUpstreamError;
+    // Otherwise go upstream; with role kLeader, as the leader for all
+    // processes (pass the lease to EndShared).
+    FlightCoordinator::Lease lease;
+  };
+  SharedStart BeginShared(const KeyRef& key, TimePoint deadline);
+  // Stores the upstream result in both tiers (through the coordinator when
+  // leading: fenced, and waking the followers), or shares the error.
+  void EndShared(const KeyRef& key, const FlightCoordinator::Lease& lease,
+                 const Result<Bytes>& result);
   FlightCoordinator* coordinator() const { return coordinator_; }
 
   // Ends a call: applies stale-if-error and the fallback to a failure, and

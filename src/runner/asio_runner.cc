@@ -18,6 +18,10 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <functional>
+#include <memory>
+#include <optional>
+
 #include "engine/call_engine.h"
 #include "toolops/asio.h"
 
@@ -164,8 +168,34 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
   }
 }
 
-// Leads one upstream call for a key: the second look, the attempts, the
-// store, then the flight's waiters. Runs detached; owns what it uses.
+// Runs `work` (blocking store I/O) on the environment's executor and resumes
+// on this coroutine's executor with its result, so the event loop never
+// blocks on a store.
+template <typename T>
+asio::awaitable<T> OffLoop(CallEngine& engine, std::function<T()> work) {
+  struct Box {
+    explicit Box(asio::any_io_executor executor) : signal(executor, 1) {}
+    Signal signal;
+    std::optional<T> value;  // Written before the signal is sent.
+  };
+  auto executor = co_await asio::this_coro::executor;
+  auto box = std::make_shared<Box>(executor);
+  // Counts as outstanding work of the event loop until the result is sent:
+  // a loop whose other work is done must not return (and be destroyed)
+  // while this waits for a thread that is not its own.
+  auto busy = asio::prefer(executor, asio::execution::outstanding_work.tracked);
+  engine.env().executor->Submit([box, work = std::move(work), busy = std::move(busy)]() mutable {
+    box->value.emplace(work());
+    box->signal.try_send(asio::error_code(), true);
+    busy = asio::any_io_executor();  // Released only after the send.
+  });
+  co_await box->signal.async_receive(kNoThrow);
+  co_return std::move(*box->value);
+}
+
+// Leads one upstream call for a key: the second look, the shared tier (off
+// the loop), the attempts, the store, then the flight's waiters. Runs
+// detached; owns what it uses.
 struct LeadState {
   std::atomic<Counter> outcome{Counter::kUpstreamError};
 };
@@ -180,6 +210,26 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
   if (std::optional<Bytes> stored = engine.Recheck(key)) {
     outcome = Counter::kFreshHit;
     result = std::move(*stored);
+  } else if (engine.shared_store() != nullptr) {
+    // The tasks own copies of what they use: they may outlive this frame
+    // if the event loop is torn down while they run. They are named locals,
+    // not temporaries of the co_await expression: GCC 12 destroys lambda
+    // temporaries there twice.
+    std::function<CallEngine::SharedStart()> begin = [core, key_bytes, hash, deadline] {
+      return EngineOf(*core).BeginShared(KeyRef{key_bytes, hash}, deadline);
+    };
+    CallEngine::SharedStart start = co_await OffLoop(engine, std::move(begin));
+    if (start.settled) {
+      outcome = start.outcome;
+      result = std::move(*start.settled);
+    } else {
+      result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+      std::function<bool()> end = [core, key_bytes, hash, lease = start.lease, result] {
+        EngineOf(*core).EndShared(KeyRef{key_bytes, hash}, lease, result);
+        return true;
+      };
+      co_await OffLoop(engine, std::move(end));
+    }
   } else {
     result = co_await RunAttempts(engine, upstream, deadline, &outcome);
     if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));

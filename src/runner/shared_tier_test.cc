@@ -10,6 +10,12 @@
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +29,7 @@
 #include <vector>
 
 #include "redis_server.h"
+#include "toolops/asio.h"
 #include "toolops/environment.h"
 #include "toolops/log.h"
 #include "toolops/redis_store.h"
@@ -266,6 +273,58 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
   EXPECT_LT(std::chrono::steady_clock::now() - restarted, seconds(1));
 }
 
+TEST_F(SharedTierTest, CoroutineToolsInSeveralProcessesShareOneUpstreamCallPerKey) {
+  constexpr int kProcesses = 3;
+  constexpr int kTasks = 200;
+  constexpr int kKeys = 5;
+  std::vector<std::unique_ptr<AgentProcess>> processes;
+  for (int i = 0; i < kProcesses; ++i) {
+    processes.push_back(std::make_unique<AgentProcess>(server_.port()));
+  }
+  std::atomic<int> calls{0};
+  auto make = [&](AgentProcess& p) {
+    return ReadonlyAsync(
+        {"async_search", "1", {"key"}}, SharedPolicy(),
+        [&](int key) -> asio::awaitable<int> {
+          ++calls;
+          asio::steady_timer timer(co_await asio::this_coro::executor, milliseconds(100));
+          co_await timer.async_wait(asio::use_awaitable);
+          co_return key * 7;
+        },
+        p.env);
+  };
+  auto tool0 = make(*processes[0]);
+  auto tool1 = make(*processes[1]);
+  auto tool2 = make(*processes[2]);
+  std::vector<decltype(tool0)*> tools = {&tool0, &tool1, &tool2};
+
+  // One event loop per "process", all at once.
+  std::atomic<int> right{0};
+  std::vector<std::thread> loops;
+  for (int p = 0; p < kProcesses; ++p) {
+    loops.emplace_back([&, p] {
+      asio::io_context io;
+      for (int i = 0; i < kTasks; ++i) {
+        asio::co_spawn(
+            io,
+            [&, i]() -> asio::awaitable<void> {
+              if (co_await (*tools[p])(i % kKeys) == (i % kKeys) * 7) ++right;
+            },
+            asio::detached);
+      }
+      io.run();
+    });
+  }
+  for (std::thread& t : loops) t.join();
+  EXPECT_EQ(right.load(), kProcesses * kTasks);
+  EXPECT_EQ(calls.load(), kKeys);
+  uint64_t from_others = 0;
+  for (auto& tool : tools) {
+    from_others += tool->stats()[Counter::kRemoteCoalesced] + tool->stats()[Counter::kSharedHits];
+  }
+  EXPECT_EQ(from_others, static_cast<uint64_t>((kProcesses - 1) * kKeys));
+}
+
 TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
   AgentProcess first(server_.port());
   AgentProcess second(server_.port());
@@ -292,7 +351,7 @@ TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
   for (int i = 0; i < 4; ++i) (void)quotes1.Call("ACME");
   EXPECT_EQ(quotes1.core().breaker_state(), "open");
   // The second process learns it without calling the tool.
-  auto until = std::chrono::steady_clock::now() + seconds(2);
+  auto until = std::chrono::steady_clock::now() + seconds(5);
   while (quotes2.core().breaker_state() != "open" && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(milliseconds(5));
   }
@@ -307,7 +366,7 @@ TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
   AgentProcess third(server_.port());
   std::atomic<int> calls3{0};
   auto quotes3 = make(third, calls3);
-  until = std::chrono::steady_clock::now() + seconds(2);
+  until = std::chrono::steady_clock::now() + seconds(5);
   while (quotes3.core().breaker_state() != "open" && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(milliseconds(5));
   }

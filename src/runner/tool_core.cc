@@ -100,73 +100,13 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
 // lead for all of them.
 Result<Bytes> LeadShared(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
                          TimePoint deadline, Counter* outcome) {
-  if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
-    *outcome = Counter::kFreshHit;
-    return std::move(*hit);
+  CallEngine::SharedStart start = engine.BeginShared(key, deadline);
+  if (start.settled) {
+    *outcome = start.outcome;
+    return std::move(*start.settled);
   }
-  FlightCoordinator* coordinator = engine.coordinator();
-  FlightCoordinator::Lease lease;
-  while (coordinator != nullptr) {
-    lease = coordinator->Acquire(key);
-    if (lease.role == FlightCoordinator::Role::kLeader) {
-      // A second look: a leader that completed between our lookup and our
-      // lease wrote its value before releasing the lease.
-      if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
-        coordinator->Release(key, lease.token);
-        *outcome = Counter::kFreshHit;
-        return std::move(*hit);
-      }
-      break;
-    }
-    if (lease.role == FlightCoordinator::Role::kUnavailable) break;
-    FlightCoordinator::WaitResult waited = coordinator->Wait(key, lease, deadline);
-    switch (waited.kind) {
-      case FlightCoordinator::WaitResult::kValue:
-        engine.StoreLocal(key, *waited.value);
-        engine.stats().Add(Counter::kRemoteCoalesced);
-        *outcome = Counter::kCoalesced;
-        return std::move(waited.value->value);
-      case FlightCoordinator::WaitResult::kError:
-        // A shared failure saved nothing: it counts as the error it is.
-        *outcome = Counter::kUpstreamError;
-        return waited.error;
-      case FlightCoordinator::WaitResult::kTimedOut:
-        *outcome = Counter::kUpstreamError;
-        return engine.DeadlinePassedWhileWaiting();
-      case FlightCoordinator::WaitResult::kLeaseGone:
-        // The leader ended without a result (it died): take over, unless a
-        // value has appeared meanwhile.
-        if (std::optional<Bytes> hit = engine.SharedLookup(key)) {
-          *outcome = Counter::kFreshHit;
-          return std::move(*hit);
-        }
-        continue;
-      case FlightCoordinator::WaitResult::kUnavailable:
-        lease = FlightCoordinator::Lease{};
-        break;
-    }
-    break;
-  }
-
   Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
-  if (lease.role != FlightCoordinator::Role::kLeader) {
-    if (result.ok()) engine.StoreResult(key, result.value());
-    return result;
-  }
-  // The leader writes the shared entry through the coordinator (fenced) and
-  // wakes the followers with the value or the error.
-  TimePoint now = engine.env().clock->Now();
-  if (result.ok()) {
-    StoredValue entry = engine.EntryFor(result.value());
-    engine.StoreLocal(key, entry);
-    if (entry.value.size() <= engine.policy().cache.max_value_bytes) {
-      coordinator->Complete(key, lease.token, entry, now);
-    } else {
-      coordinator->Release(key, lease.token);  // Too large to share.
-    }
-  } else {
-    coordinator->Complete(key, lease.token, result.status(), now);
-  }
+  engine.EndShared(key, start.lease, result);
   return result;
 }
 

@@ -345,6 +345,14 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
     }
     keeper_ = std::thread([this] { KeepLeases(); });
     subscriber_ = std::thread([this] { FollowMessages(); });
+    // Notifications work from the first call on: wait (boundedly) for the
+    // subscription. Without it, followers poll and breakers catch up when it
+    // comes.
+    auto until = std::chrono::steady_clock::now() + options_.connect_timeout + options_.io_timeout;
+    while (!subscribed_.load(std::memory_order_relaxed) &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     return Status();
   }
 
@@ -936,7 +944,10 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
       if (ok) {
         backoff = std::chrono::milliseconds(50);
         subscribed_.store(true, std::memory_order_relaxed);
-        WakeAll();  // Messages may have been missed while unsubscribed.
+        // Messages may have been missed while unsubscribed: followers look
+        // again, and every subscribed breaker reads its tool's state.
+        WakeAll();
+        RecheckBreakers();
         while (true) {
           {
             std::lock_guard lock(threads_mu_);
@@ -997,6 +1008,22 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
     std::vector<Reply> replies;
     if (!Execute(key, {{"GET", key}}, &replies).ok() || !replies[0].is_string()) return;
     DispatchBreaker(tool_id, replies[0].str(), /*skip_own=*/false);
+  }
+
+  void RecheckBreakers() {
+    std::vector<std::string> tool_ids;
+    {
+      std::lock_guard lock(subs_mu_);
+      for (const auto& [id, subscription] : subscriptions_) {
+        tool_ids.push_back(subscription.tool_id);
+      }
+    }
+    if (tool_ids.empty()) return;
+    {
+      std::lock_guard lock(threads_mu_);
+      checks_.insert(checks_.end(), tool_ids.begin(), tool_ids.end());
+    }
+    threads_cv_.notify_all();
   }
 
   void OnBreakerMessage(std::string_view message) {
