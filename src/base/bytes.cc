@@ -2,8 +2,6 @@
 
 #include "toolops/bytes.h"
 
-#include "base/hash.h"
-
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -11,6 +9,10 @@
 #include <new>
 #include <random>
 #include <stdexcept>
+
+// Header-only: the hash is inlined into HashBytes.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace toolops {
 
@@ -48,39 +50,12 @@ uint64_t ProcessSeed() {
 }
 const uint64_t kSeed = ProcessSeed();
 
-inline uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
 }  // namespace
 
 uint64_t HashBytes(std::string_view data) {
-  // Eight bytes per step, a multiply and a rotate each: about a third of the
-  // instructions of libstdc++'s byte-wise Murmur for the 30-60 byte keys
-  // tools produce.
-  constexpr uint64_t kMul1 = 0x87c37b91114253d5ULL;
-  constexpr uint64_t kMul2 = 0x4cf5ad432745937fULL;
-  const char* p = data.data();
-  size_t n = data.size();
-  uint64_t h = kSeed ^ (n * kMul2);
-  while (n >= 8) {
-    uint64_t word;
-    std::memcpy(&word, p, 8);
-    h ^= Rotl(word * kMul1, 31) * kMul2;
-    h = Rotl(h, 27) * 5 + 0x52dce729;
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    // The last bytes: one load that ends at the last byte (overlapping what
-    // was already hashed) when the input is long enough, else byte by byte.
-    uint64_t word = 0;
-    if (data.size() >= 8) {
-      std::memcpy(&word, data.data() + data.size() - 8, 8);
-    } else {
-      for (size_t i = 0; i < n; ++i) word |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
-    }
-    h ^= Rotl(word * kMul1, 31) * kMul2;
-  }
-  return Mix64(h);
+  // XXH3 (inlined): 16 bytes per step for the 20-100 byte keys tools
+  // produce, about half the instructions of an 8-byte multiply-rotate loop.
+  return XXH3_64bits_withSeed(data.data(), data.size(), kSeed);
 }
 
 }  // namespace toolops

@@ -943,6 +943,7 @@ struct FrontSlot {
   int64_t fresh_ns = 0;
   int64_t stale_ns = 0;
   uint32_t pending_hits = 0;  // Hits not yet reported to the shard.
+  uint32_t last_use = 0;      // The thread's use counter at its last hit or fill.
   std::string key;
   Bytes value;
 };
@@ -956,13 +957,24 @@ constexpr uint32_t kFrontReportEvery = 128;
 
 std::atomic<uint64_t> next_store_id{1};
 
-// Four ways per set: a key may sit in any slot of its set, most recently
-// used first, so a few hot keys that share a set do not evict each other.
+// Four ways per set: a key may sit in any slot of its set, so a few hot keys
+// that share a set do not evict each other. A fill replaces the least
+// recently used way; a hit only stamps its slot (slots never move: moving
+// one copies its key).
 constexpr size_t kFrontWays = 4;
 
-FrontSlot* FrontSetFor(uint64_t hash) {
-  thread_local std::array<FrontSlot, kFrontSlots> slots;
-  return &slots[((hash >> 40) & (kFrontSlots / kFrontWays - 1)) * kFrontWays];
+struct FrontCache {
+  std::array<FrontSlot, kFrontSlots> slots;
+  uint32_t uses = 0;
+};
+
+FrontCache& ThreadFront() {
+  thread_local FrontCache cache;
+  return cache;
+}
+
+FrontSlot* FrontSetFor(FrontCache& cache, uint64_t hash) {
+  return &cache.slots[((hash >> 40) & (kFrontSlots / kFrontWays - 1)) * kFrontWays];
 }
 
 }  // namespace
@@ -987,7 +999,8 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
   uint64_t hash = MixHash(key.hash);
   MemoryShard& shard = ShardFor(hash);
   int64_t now_ns = ToNs(now);
-  FrontSlot* set = FrontSetFor(hash);
+  FrontCache& cache = ThreadFront();
+  FrontSlot* set = FrontSetFor(cache, hash);
   for (size_t way = 0; way < kFrontWays; ++way) {
     FrontSlot& front = set[way];
     if (front.store_id == id_ && front.hash == hash && now_ns < front.stale_ns &&
@@ -998,28 +1011,35 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
           shard.RecordHits(key.bytes, hash, front.pending_hits)) {
         front.pending_hits = 0;
       }
-      // The most recent hit moves to the first way.
-      std::rotate(set, set + way, set + way + 1);
-      return StoredValue{set[0].value, FromNs(set[0].fresh_ns), FromNs(set[0].stale_ns)};
+      front.last_use = ++cache.uses;
+      return StoredValue{front.value, FromNs(front.fresh_ns), FromNs(front.stale_ns)};
     }
   }
   uint64_t version = 0;
   std::optional<StoredValue> found = shard.Get(key.bytes, hash, now_ns, &version);
   if (found && found->value.size() <= kFrontMaxValue && key.bytes.size() <= kFrontMaxKey) {
-    // The new entry takes the first way; the others move down one, and the
-    // last leaves (its pending hits reported first).
-    FrontSlot& leaving = set[kFrontWays - 1];
-    if (leaving.store_id == id_ && leaving.pending_hits > 0) {
-      (void)ShardFor(leaving.hash).RecordHits(leaving.key, leaving.hash, leaving.pending_hits);
+    // The new entry takes an empty way, else the least recently used one
+    // (whose pending hits are reported first). Ages are differences of the
+    // 32-bit use counter, so its wrapping is harmless.
+    size_t victim = 0;
+    for (size_t way = 0; way < kFrontWays; ++way) {
+      if (set[way].store_id == 0) {
+        victim = way;
+        break;
+      }
+      if (cache.uses - set[way].last_use > cache.uses - set[victim].last_use) victim = way;
     }
-    std::rotate(set, set + kFrontWays - 1, set + kFrontWays);
-    FrontSlot& front = set[0];
+    FrontSlot& front = set[victim];
+    if (front.store_id == id_ && front.pending_hits > 0) {
+      (void)ShardFor(front.hash).RecordHits(front.key, front.hash, front.pending_hits);
+    }
     front.store_id = id_;
     front.hash = hash;
     front.version = version;
     front.fresh_ns = ToNs(found->fresh_until);
     front.stale_ns = ToNs(found->stale_until);
     front.pending_hits = 0;
+    front.last_use = ++cache.uses;
     front.key.assign(key.bytes);
     front.value = found->value;
   }
