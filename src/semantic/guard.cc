@@ -1,0 +1,229 @@
+// src/semantic/guard.cc
+
+#include "semantic/guard.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <set>
+#include <vector>
+
+namespace toolops {
+namespace {
+
+struct Word {
+  std::string lower;
+  bool capitalised = false;
+  bool first = false;
+};
+
+// Words of `text`: runs of letters (ASCII or any non-ASCII byte, so accented
+// names stay whole), runs of digits with their inner separators ("1,000.5"),
+// and single symbols that matter ($ € £ % °). Apostrophes inside a word are
+// kept ("don't").
+std::vector<Word> Split(std::string_view text) {
+  std::vector<Word> words;
+  size_t i = 0;
+  bool first = true;
+  // Letters: ASCII, and the two-byte UTF-8 sequences of Latin letters with
+  // accents (lead bytes C3 to C5, continuation bytes 80 to BF). Other
+  // non-ASCII characters (full-width punctuation, symbols) separate words.
+  auto is_letter = [](unsigned char c) {
+    return std::isalpha(c) || (c >= 0xC3 && c <= 0xC5) || (c >= 0x80 && c <= 0xBF);
+  };
+  while (i < text.size()) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (std::isdigit(c)) {
+      size_t j = i;
+      std::string number;
+      while (j < text.size()) {
+        unsigned char d = static_cast<unsigned char>(text[j]);
+        if (std::isdigit(d)) {
+          number.push_back(static_cast<char>(d));
+        } else if ((d == ',' || d == '.') && j + 1 < text.size() &&
+                   std::isdigit(static_cast<unsigned char>(text[j + 1])) && !number.empty()) {
+          if (d == '.') number.push_back('.');  // Thousands separators go.
+        } else {
+          break;
+        }
+        ++j;
+      }
+      words.push_back(Word{number, false, first});
+      first = false;
+      i = j;
+    } else if (is_letter(c)) {
+      size_t j = i;
+      std::string word;
+      // Digits after a letter belong to the word ("i5", "j2ee", "mp3").
+      while (j < text.size() && (is_letter(static_cast<unsigned char>(text[j])) ||
+                                 std::isdigit(static_cast<unsigned char>(text[j])) ||
+                                 (text[j] == '\'' && j + 1 < text.size() &&
+                                  is_letter(static_cast<unsigned char>(text[j + 1]))))) {
+        word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[j]))));
+        ++j;
+      }
+      // Possessives and "what's": the word itself is what names something.
+      if (word.ends_with("'s")) word.resize(word.size() - 2);
+      words.push_back(Word{word, std::isupper(c) != 0, first});
+      first = false;
+      i = j;
+    } else {
+      if (c == '$' || c == '%') {
+        words.push_back(Word{std::string(1, static_cast<char>(c)), false, false});
+      } else if (text.substr(i).starts_with("€")) {
+        words.push_back(Word{"eur", false, false});
+      } else if (text.substr(i).starts_with("£")) {
+        words.push_back(Word{"gbp", false, false});
+      } else if (text.substr(i).starts_with("°")) {
+        words.push_back(Word{"°", false, false});
+      }
+      if (c == '.' || c == '?' || c == '!') first = true;
+      ++i;
+    }
+  }
+  return words;
+}
+
+bool IsNumber(const std::string& w) { return !w.empty() && std::isdigit(w[0]); }
+
+// Number words as digits ("three" -> "3"); empty when not one.
+std::string NumberWord(const std::string& w) {
+  static const std::array<const char*, 21> kSmall = {
+      "zero",     "",        "two",     "three",     "four",     "five",     "six",
+      "seven",    "eight",   "nine",    "ten",       "eleven",   "twelve",   "thirteen",
+      "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"};
+  // "one" is left out: far more often a pronoun ("how does one learn")
+  // than a count.
+  for (size_t i = 0; i < kSmall.size(); ++i) {
+    if (kSmall[i][0] != '\0' && w == kSmall[i]) return std::to_string(i);
+  }
+  static const std::array<std::pair<const char*, int>, 7> kTens = {{{"thirty", 30},
+                                                                    {"forty", 40},
+                                                                    {"fifty", 50},
+                                                                    {"sixty", 60},
+                                                                    {"seventy", 70},
+                                                                    {"eighty", 80},
+                                                                    {"ninety", 90}}};
+  for (const auto& [word, value] : kTens) {
+    if (w == word) return std::to_string(value);
+  }
+  return "";
+}
+
+bool IsUnit(const std::string& w) {
+  static const std::set<std::string> kUnits = {
+      "$",          "%",       "eur",        "euro",      "euros",     "usd",        "dollar",
+      "dollars",    "gbp",     "pound",      "pounds",    "yen",       "rupee",      "rupees",
+      "bitcoin",    "btc",     "km",         "kms",       "kilometer", "kilometers", "kilometre",
+      "kilometres", "mile",    "miles",      "m",         "meter",     "meters",     "metre",
+      "metres",     "cm",      "mm",         "inch",      "inches",    "ft",         "foot",
+      "feet",       "kg",      "kgs",        "kilogram",  "kilograms", "g",          "gram",
+      "grams",      "lb",      "lbs",        "ounce",     "ounces",    "oz",         "l",
+      "liter",      "liters",  "litre",      "litres",    "ml",        "gallon",     "gallons",
+      "°",          "celsius", "fahrenheit", "c",         "f",         "mph",        "kmh",
+      "gb",         "mb",      "tb",         "kb",        "ghz",       "mhz",        "hz",
+      "w",          "kw",      "watt",       "watts",     "v",         "volt",       "volts",
+      "second",     "seconds", "minute",     "minutes",   "hour",      "hours",      "day",
+      "days",       "week",    "weeks",      "month",     "months",    "year",       "years",
+      "decade",     "decades", "century",    "centuries", "percent"};
+  return kUnits.count(w) > 0;
+}
+
+bool IsNegation(const std::string& w) {
+  static const std::set<std::string> kNegations = {
+      "not",    "no",      "never", "without",  "none",      "nobody",   "nothing", "neither",
+      "nor",    "cannot",  "can't", "don't",    "doesn't",   "didn't",   "isn't",   "aren't",
+      "wasn't", "weren't", "won't", "wouldn't", "shouldn't", "couldn't", "hasn't",  "haven't",
+      "hadn't", "mustn't", "ain't", "dont",     "doesnt",    "cant",     "isnt",    "wont"};
+  return kNegations.count(w) > 0;
+}
+
+// Words that start questions or sentences with a capital and name nothing.
+bool IsCommonFirstWord(const std::string& w) {
+  static const std::set<std::string> kCommon = {
+      "what",  "how",   "why",     "who",      "whom",    "whose",     "when",     "where",
+      "which", "is",    "are",     "was",      "were",    "can",       "could",    "do",
+      "does",  "did",   "should",  "would",    "will",    "shall",     "may",      "might",
+      "must",  "have",  "has",     "had",      "the",     "a",         "an",       "i",
+      "my",    "if",    "in",      "on",       "at",      "for",       "to",       "of",
+      "from",  "with",  "by",      "about",    "tell",    "give",      "show",     "find",
+      "list",  "get",   "please",  "best",     "top",     "any",       "there",    "this",
+      "that",  "these", "those",   "it",       "its",     "we",        "you",      "your",
+      "our",   "they",  "he",      "she",      "and",     "or",        "but",      "so",
+      "be",    "am",    "weather", "latest",   "current", "today",     "tomorrow", "yesterday",
+      "new",   "good",  "explain", "describe", "compare", "translate", "convert",  "search",
+      "look",  "help",  "hi",      "hello",    "hey"};
+  return kCommon.count(w) > 0;
+}
+
+struct Parts {
+  std::multiset<std::string> numbers;
+  std::set<std::string> units;
+  bool negated = false;
+  std::set<std::string> names;
+  std::set<std::string> words;  // Every word, for the names check.
+};
+
+Parts Extract(std::string_view text) {
+  Parts p;
+  for (const Word& w : Split(text)) {
+    p.words.insert(w.lower);
+    if (IsNumber(w.lower)) {
+      p.numbers.insert(w.lower);
+      continue;
+    }
+    if (std::string n = NumberWord(w.lower); !n.empty()) {
+      p.numbers.insert(n);
+      continue;
+    }
+    if (IsUnit(w.lower)) p.units.insert(w.lower);
+    if (IsNegation(w.lower) || w.lower.ends_with("n't")) p.negated = true;
+    if (w.capitalised && w.lower != "i" && !(w.first && IsCommonFirstWord(w.lower))) {
+      p.names.insert(w.lower);
+    }
+  }
+  return p;
+}
+
+std::string Join(const std::multiset<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : " ") + s;
+  return out.empty() ? "none" : out;
+}
+std::string Join(const std::set<std::string>& items) {
+  return Join(std::multiset<std::string>(items.begin(), items.end()));
+}
+
+// A name of `a` missing from `b`'s words, or empty.
+std::string MissingName(const Parts& a, const Parts& b) {
+  for (const std::string& name : a.names) {
+    if (b.words.count(name) == 0) return name;
+  }
+  return "";
+}
+
+}  // namespace
+
+GuardVerdict MatchGuard::Check(std::string_view query, std::string_view candidate) const {
+  Parts q = Extract(query);
+  Parts c = Extract(candidate);
+  if (q.numbers != c.numbers) {
+    return {false, "numbers differ (" + Join(q.numbers) + " / " + Join(c.numbers) + ")"};
+  }
+  if (q.units != c.units) {
+    return {false, "units differ (" + Join(q.units) + " / " + Join(c.units) + ")"};
+  }
+  if (q.negated != c.negated) {
+    return {false, std::string("negation differs (") + (q.negated ? "negated" : "plain") + " / " +
+                       (c.negated ? "negated" : "plain") + ")"};
+  }
+  if (std::string name = MissingName(q, c); !name.empty()) {
+    return {false, "name '" + name + "' is only in the query"};
+  }
+  if (std::string name = MissingName(c, q); !name.empty()) {
+    return {false, "name '" + name + "' is only in the cached question"};
+  }
+  return {true, ""};
+}
+
+}  // namespace toolops

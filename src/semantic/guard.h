@@ -1,0 +1,48 @@
+// src/semantic/guard.h
+//
+// MatchGuard: the check after the similarity threshold. Two questions can be
+// close in embedding space and still want different answers: another year,
+// another amount, another city, "is" against "is not". The guard extracts
+// those parts from both texts and refuses the candidate, with a reason a
+// person can read, when they disagree:
+//
+//   numbers    every number (digits with their separators, and the number
+//              words two..twenty and the tens; "one" is mostly a pronoun)
+//              must occur in both, as multisets: "2008" vs "2010", "3 days"
+//              vs "5 days"; digits inside a word ("i5", "mp3") are part of
+//              the word;
+//   units      currency signs and unit words (km, miles, kg, °c, usd, ...)
+//              must match as sets: "10 km" vs "10 miles";
+//   negation   either both texts negate or neither does ("not", "no",
+//              "never", "without", "n't", ...);
+//   names      a capitalised word of one text (a likely name: a city, a
+//              person, a product) must occur, in any case, in the other.
+//              The first word of a text counts only when it is not a common
+//              question or function word.
+//
+// Cheap (one pass over each text, no allocation beyond small vectors) and
+// explainable; it errs on the side of refusing, which costs a cache miss,
+// never a wrong answer.
+
+#ifndef TOOLOPS_SEMANTIC_GUARD_H_
+#define TOOLOPS_SEMANTIC_GUARD_H_
+
+#include <string>
+#include <string_view>
+
+namespace toolops {
+
+struct GuardVerdict {
+  bool accept = true;
+  // Why not, when !accept: "numbers differ (2008 / 2010)".
+  std::string reason;
+};
+
+class MatchGuard {
+ public:
+  GuardVerdict Check(std::string_view query, std::string_view candidate) const;
+};
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_SEMANTIC_GUARD_H_
