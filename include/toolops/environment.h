@@ -61,11 +61,17 @@ std::unique_ptr<Executor> NewThreadPool(size_t max_threads);
 // cannot starve the rest). Never null.
 Executor* DefaultExecutor();
 
+class Embedder;
+
 struct Environment {
   Clock* clock = RealClock();
   Random* random = DefaultRandom();
   StoreRegistry* stores = StoreRegistry::Default();
   Executor* executor = DefaultExecutor();
+  // For tools with a semantic cache; null: the bundled model
+  // (DefaultModelDirectory()), loaded once, when the first such tool is
+  // wrapped. Not owned; must outlive the tools.
+  const Embedder* embedder = nullptr;
 };
 
 }  // namespace toolops

@@ -39,6 +39,25 @@ std::vector<StatusCode> DefaultRetryCodes();
 // tool itself is unwell. NOT_FOUND or INVALID_ARGUMENT mean it works.
 std::vector<StatusCode> DefaultBreakerFailureCodes();
 
+// The semantic cache: a call whose free text means the same as an earlier
+// call's (and whose other key arguments are equal) gets that call's answer.
+struct SemanticPolicy {
+  // Free-text (string) parameters matched by meaning; their texts are joined
+  // and embedded. Empty: exact caching only. Each must be a key parameter
+  // (not sensitive, not the scope, inside key_params when that is set);
+  // every other key parameter must match exactly.
+  std::vector<std::string> params;
+  // Lowest cosine similarity at which an earlier answer may be reused, in
+  // (0, 1]. Tune it with the calibration on your own pairs.
+  double threshold = 0.90;
+  // Check numbers, units, negation and names before reusing (MatchGuard).
+  bool guard = true;
+  // Candidates examined per lookup, best first.
+  size_t candidates = 4;
+  // Entries kept per partition (tool, scope and exact arguments).
+  size_t max_per_partition = 100'000;
+};
+
 struct CachePolicy {
   bool enabled = true;
   // How long an entry is fresh. Must be positive when caching is enabled.
@@ -63,6 +82,7 @@ struct CachePolicy {
   std::string shared_store;
   // Results larger than this are returned but not cached (and counted).
   size_t max_value_bytes = 1 << 20;
+  SemanticPolicy semantic;
 };
 
 struct RetryPolicy {

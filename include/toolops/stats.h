@@ -22,7 +22,7 @@
 namespace toolops {
 
 // Every counter a tool keeps. Each call ends in exactly one of the "outcome"
-// counters (kFreshHit .. kFallback); the others count events.
+// counters (kFreshHit .. kSemanticHit); the others count events.
 enum class Counter : uint8_t {
   kCalls,              // Calls finished: the sum of the outcomes (never added directly).
   kFreshHit,           // Served from a fresh cache entry.
@@ -35,6 +35,7 @@ enum class Counter : uint8_t {
   kRejectedByLimiter,  // Failed fast: the concurrency limit was reached.
   kRejectedByBudget,   // A retry was needed but the retry budget was spent.
   kFallback,           // Everything failed; the fallback answered.
+  kSemanticHit,        // Served the answer of a question that means the same (semantic cache).
   kAttempts,           // Upstream attempts started (first tries and retries).
   kRetries,            // Attempts after the first.
   kAttemptTimeouts,    // Attempts abandoned at the per-attempt timeout.
@@ -44,6 +45,7 @@ enum class Counter : uint8_t {
   kStoreErrors,        // Store operations that failed (never fail the call).
   kSharedHits,         // Fresh hits served by the shared store (also counted as kFreshHit).
   kRemoteCoalesced,    // Shared the result of another process's call (also kCoalesced).
+  kGuardRefusals,      // Semantic candidates above the threshold that the match guard refused.
   kCount_,             // Number of counters; not a counter.
 };
 
@@ -85,7 +87,8 @@ struct StatsSnapshot {
   // Calls answered without a new upstream call of their own.
   uint64_t saved() const {
     return (*this)[Counter::kFreshHit] + (*this)[Counter::kStaleHit] +
-           (*this)[Counter::kStaleIfError] + (*this)[Counter::kCoalesced];
+           (*this)[Counter::kStaleIfError] + (*this)[Counter::kCoalesced] +
+           (*this)[Counter::kSemanticHit];
   }
   // Hit ratio over all calls, 0 when there were none.
   double saved_ratio() const {

@@ -164,7 +164,8 @@ class KeyBufferLease {
   std::string& buffer_;
 };
 
-enum class ParamRole : uint8_t { kKey, kScope, kSkip };
+// kSemantic: a key parameter whose text is also matched by meaning.
+enum class ParamRole : uint8_t { kKey, kScope, kSkip, kSemantic };
 
 // What every wrapper holds besides the function: the shared core and the
 // role of each parameter in the key.
@@ -195,7 +196,33 @@ Status AppendKeyArgs(std::string* key, TextNormalization normalization,
   size_t i = 0;
   ((roles[i++] == ParamRole::kScope ? EncodeArg(writer, args) : void()), ...);
   i = 0;
+  ((roles[i] == ParamRole::kKey || roles[i] == ParamRole::kSemantic ? EncodeArg(writer, args)
+                                                                    : void(),
+    ++i),
+   ...);
+  return writer.Finish();
+}
+
+// For the semantic cache: the partition (scope and the key arguments matched
+// exactly) and the text matched by meaning (the semantic arguments, joined by
+// newlines).
+template <typename... Args>
+Status AppendSemanticParts(std::string* partition, std::string* text,
+                           TextNormalization normalization, const std::vector<ParamRole>& roles,
+                           const Args&... args) {
+  ArgWriter writer(partition, normalization);
+  size_t i = 0;
+  ((roles[i++] == ParamRole::kScope ? EncodeArg(writer, args) : void()), ...);
+  i = 0;
   ((roles[i++] == ParamRole::kKey ? EncodeArg(writer, args) : void()), ...);
+  i = 0;
+  auto add_text = [&](const auto& arg) {
+    if constexpr (std::is_convertible_v<const std::decay_t<decltype(arg)>&, std::string_view>) {
+      if (!text->empty()) text->push_back('\n');
+      text->append(std::string_view(arg));
+    }
+  };
+  ((roles[i++] == ParamRole::kSemantic ? add_text(args) : void()), ...);
   return writer.Finish();
 }
 
@@ -235,9 +262,17 @@ class Tool<R(Args...)> {
       internal::KeyBufferLease lease;
       std::string& key = lease.get();
       key.assign(core_->key_prefix());
-      Status encoded =
-          internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      TextNormalization normalization = core_->policy().cache.normalization;
+      Status encoded = internal::AppendKeyArgs(&key, normalization, roles_, args...);
       if (!encoded.ok()) return core_->CallWithoutKey(make_upstream);
+      if (core_->semantic()) {
+        std::string partition = core_->key_prefix();
+        std::string text;
+        if (internal::AppendSemanticParts(&partition, &text, normalization, roles_, args...).ok()) {
+          SemanticQuery query{partition, text};
+          return core_->Call(KeyRef::Of(key), &query, make_upstream);
+        }
+      }
       return core_->Call(KeyRef::Of(key), make_upstream);
     }();
     if (!bytes.ok()) return bytes.status();
@@ -263,6 +298,23 @@ class Tool<R(Args...)> {
     });
   }
 
+  // InvalidArgument naming the first parameter matched by meaning whose type
+  // is not text (convertible to std::string_view).
+  static Status CheckSemanticTypes(const ToolSpec& spec,
+                                   const std::vector<internal::ParamRole>& roles) {
+    constexpr bool kText[] = {std::is_convertible_v<const std::decay_t<Args>&, std::string_view>...,
+                              false};
+    for (size_t i = 0; i < sizeof...(Args) && i < roles.size(); ++i) {
+      if (roles[i] == internal::ParamRole::kSemantic && !kText[i]) {
+        return Status(StatusCode::kInvalidArgument,
+                      "tool '" + spec.name + "': cache.semantic.params names '" + spec.params[i] +
+                          "', which is not a text parameter",
+                      Guard::kPolicy);
+      }
+    }
+    return Status();
+  }
+
   StatsSnapshot stats() const { return core_->stats(); }
   const ToolSpec& spec() const { return core_->spec(); }
   ToolCore& core() const { return *core_; }
@@ -284,6 +336,7 @@ auto MakeTool(ToolSpec spec, ToolPolicy policy, F fn, Environment env = Environm
   Result<internal::WrappedCore> made =
       internal::WrapCore(std::move(spec), std::move(policy), Traits::kArity, env);
   if (!made.ok()) return made.status();
+  if (Status s = Wrapped::CheckSemanticTypes(made->core->spec(), made->roles); !s.ok()) return s;
   auto function = std::make_shared<const Function>(
       [fn = std::move(fn)](auto&&... args)
           -> Result<typename internal::UnwrapResult<typename Traits::Return>::type> {

@@ -56,6 +56,13 @@ using BytesFallback = std::function<Result<Bytes>(const Status&)>;
 
 class CallEngine;
 
+// What the semantic cache matches for one call: the partition (the bytes of
+// the arguments that must be equal) and the free text matched by meaning.
+struct SemanticQuery {
+  std::string_view partition;
+  std::string_view text;
+};
+
 class ToolCore : public std::enable_shared_from_this<ToolCore> {
  public:
   // Validates `spec` and `policy` and resolves the store. Returns
@@ -78,6 +85,12 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   // !keyed()). `make_upstream` is called at most once, only when the call must
   // go upstream, so that a cache hit builds nothing.
   Result<Bytes> Call(const KeyRef& key, FunctionRef<Upstream()> make_upstream);
+  // The same for a tool with a semantic cache: on an exact miss, the leader
+  // looks for a cached question that means the same as `semantic`.
+  Result<Bytes> Call(const KeyRef& key, const SemanticQuery* semantic,
+                     FunctionRef<Upstream()> make_upstream);
+  // True when the policy matches some parameters by meaning.
+  bool semantic() const;
 
   // Runs one call without a key: no cache, no coalescing (counted as
   // not_cached). For calls whose arguments could not be encoded into a key.

@@ -7,6 +7,7 @@
 #include "base/format.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include <utf8proc.h>
@@ -334,6 +335,61 @@ void CallEngine::EndShared(const KeyRef& key, const FlightCoordinator::Lease& le
   } else {
     coordinator_->Release(key, lease.token);  // Too large to share.
   }
+}
+
+void CallEngine::EnableSemantic(const Embedder* embedder) {
+  embedder_ = embedder;
+  VectorIndexOptions options;
+  options.dims = embedder->dims();
+  options.max_per_partition = policy_.cache.semantic.max_per_partition;
+  index_ = std::make_unique<VectorIndex>(options);
+}
+
+std::optional<Bytes> CallEngine::SemanticLookup(const SemanticQuery& query,
+                                                std::vector<float>* vector) {
+  if (index_ == nullptr) return std::nullopt;
+  Result<std::vector<float>> embedded = embedder_->Embed(query.text);
+  if (!embedded.ok()) return std::nullopt;
+  *vector = std::move(embedded).value();
+  bool any = false;
+  for (float v : *vector) any = any || v != 0.0f;
+  if (!any) {  // No known word: nothing to match, and nothing to remember.
+    vector->clear();
+    return std::nullopt;
+  }
+  const SemanticPolicy& semantic = policy_.cache.semantic;
+  TimePoint now = env_.clock->Now();
+  std::vector<VectorIndex::Match> matches = index_->Search(
+      query.partition, *vector, semantic.candidates, static_cast<float>(semantic.threshold), now);
+  for (const VectorIndex::Match& match : matches) {
+    // The payload: the exact key's length (4 bytes), the key, the question.
+    std::string_view payload = match.payload;
+    if (payload.size() < 4) continue;
+    uint32_t key_size;
+    std::memcpy(&key_size, payload.data(), 4);
+    if (payload.size() < 4 + size_t{key_size}) continue;
+    std::string_view key = payload.substr(4, key_size);
+    std::string_view question = payload.substr(4 + key_size);
+    if (semantic.guard && !guard_.Check(query.text, question).accept) {
+      stats_.Add(Counter::kGuardRefusals);
+      continue;
+    }
+    std::optional<StoredValue> entry = store_->Get(KeyRef::Of(key), now);
+    if (entry && now < entry->fresh_until) return std::move(entry->value);
+  }
+  return std::nullopt;
+}
+
+void CallEngine::SemanticRemember(const SemanticQuery& query, const KeyRef& key,
+                                  const std::vector<float>& vector) {
+  if (index_ == nullptr || vector.empty()) return;
+  std::string payload(4, '\0');
+  uint32_t key_size = static_cast<uint32_t>(key.bytes.size());
+  std::memcpy(payload.data(), &key_size, 4);
+  payload.append(key.bytes);
+  payload.append(query.text);
+  index_->Insert(query.partition, key.hash, vector, env_.clock->Now() + policy_.cache.ttl,
+                 std::move(payload));
 }
 
 std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {

@@ -30,6 +30,9 @@
 #include "engine/limiter.h"
 #include "engine/retry.h"
 #include "engine/retry_budget.h"
+#include "semantic/guard.h"
+#include "semantic/vector_index.h"
+#include "toolops/embedder.h"
 #include "toolops/tool_core.h"
 
 namespace toolops {
@@ -110,6 +113,17 @@ class CallEngine {
   void StoreLocal(const KeyRef& key, const StoredValue& entry);
   Store* shared_store() const { return shared_store_.get(); }
 
+  // The semantic cache (cache.semantic), used by a leader after its Recheck
+  // missed. SemanticLookup embeds the query's text (into *vector, for
+  // SemanticRemember), searches its partition, passes the candidates above
+  // the threshold through the guard, and returns the first whose exact entry
+  // is still fresh in the store. SemanticRemember indexes a new answer.
+  bool semantic() const { return index_ != nullptr; }
+  void EnableSemantic(const Embedder* embedder);
+  std::optional<Bytes> SemanticLookup(const SemanticQuery& query, std::vector<float>* vector);
+  void SemanticRemember(const SemanticQuery& query, const KeyRef& key,
+                        const std::vector<float>& vector);
+
   // The shared tier of a leader, before and after its upstream call. These
   // block on the shared store (each operation bounded by its timeouts): the
   // coroutine runner calls them off its event loop.
@@ -175,6 +189,10 @@ class CallEngine {
   ConcurrencyLimiter limiter_;
   RetryBudget budget_;
   ToolStats stats_;
+
+  const Embedder* embedder_ = nullptr;
+  std::unique_ptr<VectorIndex> index_;
+  MatchGuard guard_;
 
   std::shared_ptr<Store> breaker_store_;  // Keeps the bus alive.
   uint64_t breaker_subscription_ = 0;

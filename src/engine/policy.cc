@@ -100,6 +100,30 @@ Status Validate(const ToolSpec& spec, const ToolPolicy& policy) {
                              "value never enters a key");
       }
     }
+    const SemanticPolicy& semantic = cache.semantic;
+    if (Status s = check_names(semantic.params, "cache.semantic.params"); !s.ok()) return s;
+    auto listed = [](const std::vector<std::string>& list, const std::string& name) {
+      return std::find(list.begin(), list.end(), name) != list.end();
+    };
+    for (const std::string& name : semantic.params) {
+      if (listed(policy.sensitive_params, name) || name == policy.scope_param ||
+          (!cache.key_params.empty() && !listed(cache.key_params, name))) {
+        return Bad(spec, "cache.semantic.params names '" + name +
+                             "', which is not a key parameter (it is sensitive, the scope, or "
+                             "outside cache.key_params); only key parameters are matched by "
+                             "meaning");
+      }
+    }
+    if (!semantic.params.empty()) {
+      if (!(semantic.threshold > 0 && semantic.threshold <= 1)) {
+        return Bad(spec, "cache.semantic.threshold is " + std::to_string(semantic.threshold) +
+                             "; it must be in (0, 1]");
+      }
+      if (semantic.candidates == 0) return Bad(spec, "cache.semantic.candidates must be positive");
+      if (semantic.max_per_partition == 0) {
+        return Bad(spec, "cache.semantic.max_per_partition must be positive");
+      }
+    }
   }
 
   // Retries.

@@ -45,6 +45,10 @@ std::string_view CounterName(Counter counter) {
       return "flight_overflow";
     case Counter::kStoreErrors:
       return "store_errors";
+    case Counter::kSemanticHit:
+      return "semantic_hit";
+    case Counter::kGuardRefusals:
+      return "guard_refusals";
     case Counter::kSharedHits:
       return "shared_hits";
     case Counter::kRemoteCoalesced:
@@ -134,7 +138,8 @@ StatsSnapshot ToolStats::Snapshot() const {
                                    Counter::kStaleIfError,      Counter::kCoalesced,
                                    Counter::kUpstreamSuccess,   Counter::kUpstreamError,
                                    Counter::kRejectedByBreaker, Counter::kRejectedByLimiter,
-                                   Counter::kRejectedByBudget,  Counter::kFallback};
+                                   Counter::kRejectedByBudget,  Counter::kFallback,
+                                   Counter::kSemanticHit};
   uint64_t calls = 0;
   for (Counter c : kOutcomes) calls += out[c];
   out.values[static_cast<size_t>(Counter::kCalls)] = calls;

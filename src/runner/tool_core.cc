@@ -17,6 +17,14 @@
 namespace toolops {
 namespace {
 
+// The bundled model, loaded once for the whole process (about 8 MB).
+Result<const Embedder*> BundledEmbedder() {
+  static Result<std::unique_ptr<Embedder>>* loaded =
+      new Result<std::unique_ptr<Embedder>>(LoadStaticEmbedder(DefaultModelDirectory()));
+  if (!loaded->ok()) return loaded->status();
+  return static_cast<const Embedder*>(loaded->value().get());
+}
+
 // Where a timed attempt running on the executor meets the caller waiting for
 // it. Shared by both; whoever finishes last frees it.
 struct TimedAttempt {
@@ -110,19 +118,35 @@ Result<Bytes> LeadShared(CallEngine& engine, const KeyRef& key, const Upstream& 
   return result;
 }
 
-// Leads one upstream call for `key`: a second look at the store, then the
-// shared tier if any, then the attempts, then the result stored.
-Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
-                   TimePoint deadline, Counter* outcome) {
+// Leads one upstream call for `key`: a second look at the store, the
+// semantic cache if any, then the shared tier if any, then the attempts,
+// then the result stored.
+Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const SemanticQuery* semantic,
+                   const Upstream& upstream, TimePoint deadline, Counter* outcome) {
   if (std::optional<Bytes> stored = engine.Recheck(key)) {
     *outcome = Counter::kFreshHit;
     return std::move(*stored);
   }
-  if (engine.shared_store() != nullptr) {
-    return LeadShared(engine, key, upstream, deadline, outcome);
+  std::vector<float> vector;
+  if (semantic != nullptr && engine.semantic()) {
+    if (std::optional<Bytes> similar = engine.SemanticLookup(*semantic, &vector)) {
+      // Kept under this call's own key too: the same question again is an
+      // exact hit.
+      engine.StoreLocal(key, engine.EntryFor(*similar));
+      *outcome = Counter::kSemanticHit;
+      return std::move(*similar);
+    }
   }
-  Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
-  if (result.ok()) engine.StoreResult(key, result.value());
+  Result<Bytes> result = Status();
+  if (engine.shared_store() != nullptr) {
+    result = LeadShared(engine, key, upstream, deadline, outcome);
+  } else {
+    result = RunAttempts(engine, upstream, deadline, outcome);
+    if (result.ok()) engine.StoreResult(key, result.value());
+  }
+  if (result.ok() && semantic != nullptr && *outcome == Counter::kUpstreamSuccess) {
+    engine.SemanticRemember(*semantic, key, vector);
+  }
   return result;
 }
 
@@ -151,6 +175,13 @@ void StartRefresh(ToolCore& core, const KeyRef& key, Upstream upstream) {
 CallEngine& EngineOf(ToolCore& core) { return *core.engine_; }
 
 Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_upstream) {
+  return Call(key, nullptr, make_upstream);
+}
+
+bool ToolCore::semantic() const { return engine_->semantic(); }
+
+Result<Bytes> ToolCore::Call(const KeyRef& key, const SemanticQuery* semantic,
+                             FunctionRef<Upstream()> make_upstream) {
   CallEngine& engine = *engine_;
 
   // Lookup: a fresh hit ends here.
@@ -188,7 +219,7 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, FunctionRef<Upstream()> make_ups
       result = engine.DeadlinePassedWhileWaiting();
     }
   } else {
-    result = Lead(engine, key, upstream, deadline, &outcome);
+    result = Lead(engine, key, semantic, upstream, deadline, &outcome);
     if (joined.flight != nullptr) engine.flights().Finish(key, joined.flight, result);
   }
   return engine.Finish(std::move(result), outcome, std::move(found.stale));
@@ -245,6 +276,18 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
   auto engine = std::make_unique<CallEngine>(std::move(spec), std::move(policy), env,
                                              std::move(store), std::move(shared_store));
   if (breaker_store != nullptr) engine->ShareBreaker(std::move(breaker_store));
+  if (engine->caching() && !engine->policy().cache.semantic.params.empty()) {
+    const Embedder* embedder = env.embedder;
+    if (embedder == nullptr) {
+      Result<const Embedder*> bundled = BundledEmbedder();
+      if (!bundled.ok()) {
+        return bundled.status().WithContext("tool '" + engine->spec().name +
+                                            "' (cache.semantic needs an embedder)");
+      }
+      embedder = *bundled;
+    }
+    engine->EnableSemantic(embedder);
+  }
   return std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
 }
 

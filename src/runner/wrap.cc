@@ -30,6 +30,8 @@ Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy
     } else if (named(policy.sensitive_params) ||
                (!policy.cache.key_params.empty() && !named(policy.cache.key_params))) {
       roles[i] = ParamRole::kSkip;
+    } else if (named(policy.cache.semantic.params)) {
+      roles[i] = ParamRole::kSemantic;
     }
   }
   return roles;

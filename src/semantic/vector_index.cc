@@ -58,11 +58,11 @@ class VectorIndex::Partition {
 
   mutable std::shared_mutex mu;
 
-  void Insert(uint64_t id, const Int8Vector& q, TimePoint expires) {
+  void Insert(uint64_t id, const Int8Vector& q, TimePoint expires, std::string payload) {
     if (auto it = slot_of_.find(id); it != slot_of_.end()) Remove(it->second);
     if (live_ >= o_.max_per_partition) MakeRoom();
     uint32_t slot = static_cast<uint32_t>(slots_.size());
-    slots_.push_back(Slot{id, expires, true});
+    slots_.push_back(Slot{id, expires, true, std::move(payload)});
     vectors_.insert(vectors_.end(), q.begin(), q.end());
     slot_of_[id] = slot;
     order_.push_back(slot);
@@ -98,7 +98,7 @@ class VectorIndex::Partition {
         const Slot& s = slots_[slot];
         float similarity = 1.0f - distance;
         if (s.alive && now < s.expires && similarity >= min_similarity) {
-          out.push_back(Match{s.id, similarity});
+          out.push_back(Match{s.id, similarity, s.payload});
         }
       }
     } else {
@@ -106,7 +106,7 @@ class VectorIndex::Partition {
         const Slot& s = slots_[slot];
         if (!s.alive || now >= s.expires) continue;
         float similarity = static_cast<float>(DotInt8(q.data(), VectorAt(slot), o_.dims)) * kScale;
-        if (similarity >= min_similarity) out.push_back(Match{s.id, similarity});
+        if (similarity >= min_similarity) out.push_back(Match{s.id, similarity, s.payload});
       }
     }
     std::sort(out.begin(), out.end(), [](const Match& a, const Match& b) {
@@ -135,6 +135,7 @@ class VectorIndex::Partition {
     uint64_t id;
     TimePoint expires;
     bool alive;
+    std::string payload;
   };
 
   const int8_t* VectorAt(uint32_t slot) const { return vectors_.data() + size_t{slot} * o_.dims; }
@@ -143,6 +144,7 @@ class VectorIndex::Partition {
     Slot& s = slots_[slot];
     if (!s.alive) return;
     s.alive = false;
+    std::string().swap(s.payload);
     slot_of_.erase(s.id);
     --live_;
     ++dead_;
@@ -172,7 +174,7 @@ class VectorIndex::Partition {
       if (!slots_[slot].alive) continue;
       remap[slot] = static_cast<uint32_t>(slots.size());
       slot_of[slots_[slot].id] = static_cast<uint32_t>(slots.size());
-      slots.push_back(slots_[slot]);
+      slots.push_back(std::move(slots_[slot]));
       vectors.insert(vectors.end(), VectorAt(slot), VectorAt(slot) + o_.dims);
     }
     std::deque<uint32_t> order;
@@ -222,11 +224,11 @@ VectorIndex::Partition& VectorIndex::FindOrCreate(std::string_view partition) {
 }
 
 void VectorIndex::Insert(std::string_view partition, uint64_t id, const std::vector<float>& vector,
-                         TimePoint expires) {
+                         TimePoint expires, std::string payload) {
   Int8Vector q = Quantize(vector, options_.dims);
   Partition& p = FindOrCreate(partition);
   std::unique_lock lock(p.mu);
-  p.Insert(id, q, expires);
+  p.Insert(id, q, expires, std::move(payload));
 }
 
 bool VectorIndex::Erase(std::string_view partition, uint64_t id) {

@@ -52,16 +52,18 @@ class VectorIndex {
   explicit VectorIndex(VectorIndexOptions options);
   ~VectorIndex();
 
-  // Adds `id` (or replaces its vector and expiry) in `partition`.
-  // `vector` must have dims() values.
+  // Adds `id` (or replaces its vector, expiry and payload) in `partition`.
+  // `vector` must have dims() values. The payload travels with the entry
+  // (the semantic cache keeps the exact key and the question there).
   void Insert(std::string_view partition, uint64_t id, const std::vector<float>& vector,
-              TimePoint expires);
+              TimePoint expires, std::string payload = {});
   // Removes `id` from `partition`; whether it was there.
   bool Erase(std::string_view partition, uint64_t id);
 
   struct Match {
     uint64_t id;
     float similarity;  // Cosine, from the int8 vectors.
+    std::string payload;
   };
   // The (at most) `k` entries of `partition` most similar to `query`, with
   // similarity at least `min_similarity`, not expired at `now`; best first.
