@@ -239,7 +239,10 @@ class Tool<R(Args...)> {
   // Use Readonly(), SideEffect() or MakeTool().
   Tool(std::shared_ptr<ToolCore> core, std::shared_ptr<const Function> fn,
        std::vector<internal::ParamRole> roles)
-      : core_(std::move(core)), fn_(std::move(fn)), roles_(std::move(roles)) {}
+      : core_(std::move(core)),
+        fn_(std::move(fn)),
+        roles_(std::move(roles)),
+        semantic_(core_->semantic()) {}
 
   // Calls the tool through every layer of its policy. Throws ToolError with
   // the status (code, guard, message) when the call fails.
@@ -265,7 +268,7 @@ class Tool<R(Args...)> {
       TextNormalization normalization = core_->policy().cache.normalization;
       Status encoded = internal::AppendKeyArgs(&key, normalization, roles_, args...);
       if (!encoded.ok()) return core_->CallWithoutKey(make_upstream);
-      if (core_->semantic()) {
+      if (semantic_) {
         std::string partition = core_->key_prefix();
         std::string text;
         if (internal::AppendSemanticParts(&partition, &text, normalization, roles_, args...).ok()) {
@@ -323,6 +326,7 @@ class Tool<R(Args...)> {
   std::shared_ptr<ToolCore> core_;
   std::shared_ptr<const Function> fn_;
   std::vector<internal::ParamRole> roles_;
+  bool semantic_;  // The policy matches some parameters by meaning.
 };
 
 // Wraps `fn` with `policy`. Returns InvalidArgument (guard kPolicy) for a bad
