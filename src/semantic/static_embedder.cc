@@ -79,7 +79,14 @@ class StaticEmbedder final : public Embedder {
     StaticEmbedder& e = *embedder;
 
     Result<WordPieceTokenizer> tokenizer = WordPieceTokenizer::Load(dir + "/tokenizer.json");
-    if (!tokenizer.ok()) return tokenizer.status();
+    if (!tokenizer.ok()) {
+      if (tokenizer.status().code() != StatusCode::kNotFound) return tokenizer.status();
+      return Status(StatusCode::kNotFound,
+                    "embedder model: " + std::string(tokenizer.status().message()) +
+                        " (set TOOLOPS_MODEL_DIR to a directory with tokenizer.json, "
+                        "model.safetensors and config.json)",
+                    Guard::kCodec);
+    }
     e.tokenizer_ = std::move(tokenizer).value();
 
     std::string config_path = dir + "/config.json";
@@ -90,6 +97,10 @@ class StaticEmbedder final : public Embedder {
       return BadFile(config_path, "is not a JSON object");
     }
     e.normalize_ = config.value("normalize", true);
+    // Model2Vec truncates the token ids to max_length before pooling.
+    if (config.contains("max_length") && config["max_length"].is_number_integer()) {
+      e.max_tokens_ = config["max_length"].get<size_t>();
+    }
 
     std::string table_path = dir + "/model.safetensors";
     Result<std::string> table = ReadFile(table_path);
@@ -107,7 +118,21 @@ class StaticEmbedder final : public Embedder {
   }
 
   Result<std::vector<float>> Embed(std::string_view text) const override {
+    // Model2Vec cuts the text to max_length * median token length code
+    // points first, then tokenises without [CLS] / [SEP], truncates to
+    // max_length tokens and drops unknown tokens.
+    if (max_tokens_ > 0) {
+      size_t max_chars = max_tokens_ * tokenizer_.median_token_length();
+      size_t chars = 0;
+      for (size_t i = 0; i < text.size(); ++i) {
+        if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && chars++ == max_chars) {
+          text = text.substr(0, i);
+          break;
+        }
+      }
+    }
     std::vector<int32_t> ids = tokenizer_.Encode(text);
+    if (max_tokens_ > 0 && ids.size() > max_tokens_) ids.resize(max_tokens_);
     std::vector<float> sum(dims_, 0.0f);
     size_t used = 0;
     for (int32_t id : ids) {
@@ -225,6 +250,7 @@ class StaticEmbedder final : public Embedder {
 
   WordPieceTokenizer tokenizer_;
   bool normalize_ = true;
+  size_t max_tokens_ = 0;  // 0: no limit.
   std::string file_;
   const char* data_ = nullptr;
   DType dtype_ = DType::kF32;

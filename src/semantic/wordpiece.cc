@@ -4,6 +4,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -41,14 +42,14 @@ bool IsWhitespace(int32_t c) {
   }
 }
 
-// General category "Other" (Cc, Cf, Cn, Co, Cs), except tab, newline and
+// General category "Other" as the reference tokenizer's tables have it (Cc,
+// Cf, Co, Cs; unassigned code points are kept), except tab, newline and
 // carriage return, which count as whitespace.
 bool IsControl(int32_t c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   switch (utf8proc_category(c)) {
     case UTF8PROC_CATEGORY_CC:
     case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CN:
     case UTF8PROC_CATEGORY_CO:
     case UTF8PROC_CATEGORY_CS:
       return true;
@@ -154,6 +155,32 @@ Result<WordPieceTokenizer> WordPieceTokenizer::FromJson(std::string_view text,
   t.unk_id_ = unk_it->second;
   t.prefix_ = model.value("continuing_subword_prefix", "##");
   t.max_chars_ = model.value("max_input_chars_per_word", 100);
+  std::vector<size_t> lengths;
+  lengths.reserve(t.vocab_.size());
+  for (const auto& [token, id] : t.vocab_) {
+    size_t chars = 0;
+    for (unsigned char c : token) chars += (c & 0xC0) != 0x80;
+    lengths.push_back(chars);
+  }
+  std::sort(lengths.begin(), lengths.end());
+  // Python's statistics.median of integers, then int(): the mean of the two
+  // middle values for an even count, truncated.
+  size_t n = lengths.size();
+  t.median_token_length_ = n % 2 == 1 ? lengths[n / 2] : (lengths[n / 2 - 1] + lengths[n / 2]) / 2;
+
+  if (const Json& added = json["added_tokens"]; added.is_array()) {
+    for (const Json& token : added) {
+      if (!token.is_object() || !token.value("special", false)) continue;
+      std::string content = token.value("content", "");
+      if (content.empty() || !token["id"].is_number_integer()) continue;
+      t.specials_.emplace_back(content, token["id"].get<int32_t>());
+    }
+    std::sort(t.specials_.begin(), t.specials_.end(),
+              [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    for (const auto& [content, id] : t.specials_) {
+      t.special_first_[static_cast<unsigned char>(content[0])] = true;
+    }
+  }
 
   const Json& normalizer = json["normalizer"];
   if (!normalizer.is_object() || normalizer.value("type", "") != "BertNormalizer") {
@@ -288,13 +315,38 @@ void WordPieceTokenizer::WordPiece(std::string_view word, std::vector<int32_t>* 
   }
 }
 
-std::vector<int32_t> WordPieceTokenizer::Encode(std::string_view text) const {
+void WordPieceTokenizer::EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const {
+  if (text.empty()) return;
   std::string normalized = Normalize(text);
   std::vector<std::string_view> words;
   Pretokenize(normalized, &words);
+  for (std::string_view word : words) WordPiece(word, ids);
+}
+
+std::vector<int32_t> WordPieceTokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> ids;
-  ids.reserve(words.size() * 2);
-  for (std::string_view word : words) WordPiece(word, &ids);
+  ids.reserve(text.size() / 3 + 4);
+  size_t start = 0;
+  size_t pos = 0;
+  while (!specials_.empty() && pos < text.size()) {
+    if (!special_first_[static_cast<unsigned char>(text[pos])]) {
+      ++pos;
+      continue;
+    }
+    bool matched = false;
+    for (const auto& [content, id] : specials_) {
+      if (text.substr(pos).starts_with(content)) {
+        EncodeSegment(text.substr(start, pos - start), &ids);
+        ids.push_back(id);
+        pos += content.size();
+        start = pos;
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) ++pos;
+  }
+  EncodeSegment(text.substr(start), &ids);
   return ids;
 }
 

@@ -6,10 +6,14 @@
 // give exactly the ids the reference library gives; the tests compare it on
 // thousands of sentences (testdata/embedder/tokens.jsonl).
 //
+// Special tokens ("added_tokens" of the file, such as [CLS] or [MASK]) that
+// occur verbatim in the raw text become their ids; the text around them is
+// tokenised on its own.
+//
 // Normalisation, in the reference's order:
-//   1. clean text: drop NUL, U+FFFD and control characters (Unicode Cc/Cf
-//      other than tab, newline, carriage return); every whitespace character
-//      becomes a space;
+//   1. clean text: drop NUL, U+FFFD and "other" characters (Unicode Cc, Cf,
+//      Co, Cs, but not unassigned ones; tab, newline and carriage return are
+//      whitespace); every whitespace character becomes a space;
 //   2. Chinese characters (the CJK ideograph blocks) get a space on each side;
 //   3. strip accents: canonical decomposition (NFD), then drop nonspacing
 //      marks (Mn);
@@ -28,6 +32,7 @@
 #ifndef TOOLOPS_SEMANTIC_WORDPIECE_H_
 #define TOOLOPS_SEMANTIC_WORDPIECE_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -53,6 +58,9 @@ class WordPieceTokenizer {
 
   size_t vocab_size() const { return vocab_size_; }
   int32_t unk_id() const { return unk_id_; }
+  // The integer median of the vocabulary strings' lengths in code points
+  // ("##" included), which Model2Vec uses to cut long texts.
+  size_t median_token_length() const { return median_token_length_; }
 
  private:
   struct Hash {
@@ -64,6 +72,7 @@ class WordPieceTokenizer {
     bool operator()(std::string_view a, std::string_view b) const { return a == b; }
   };
 
+  void EncodeSegment(std::string_view text, std::vector<int32_t>* ids) const;
   void Pretokenize(const std::string& normalized, std::vector<std::string_view>* words) const;
   void WordPiece(std::string_view word, std::vector<int32_t>* ids) const;
 
@@ -72,6 +81,10 @@ class WordPieceTokenizer {
   int32_t unk_id_ = 0;
   std::string prefix_ = "##";
   size_t max_chars_ = 100;
+  size_t median_token_length_ = 0;
+  // Special tokens matched verbatim in the raw text, longest first.
+  std::vector<std::pair<std::string, int32_t>> specials_;
+  std::array<bool, 256> special_first_{};  // First bytes of the special tokens.
   bool clean_text_ = true;
   bool chinese_chars_ = true;
   bool strip_accents_ = true;

@@ -1,0 +1,99 @@
+// examples/calibrate_pairs.cc
+//
+// Sweeps the semantic cache's threshold over labelled question pairs and
+// prints, for each threshold, the share of true paraphrases that would be
+// served from the cache (recall) and the share of non-paraphrases that
+// would get a wrong answer (false hits), with and without the match guard.
+//
+//   build/calibrate_pairs [pairs.csv]   (question1,question2,is_duplicate;
+//                                        default ../shared/data/paraphrase_pairs_qqp.csv)
+//
+// The embedder is the bundled model (or $TOOLOPS_MODEL_DIR).
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "semantic/guard.h"
+#include "toolops/embedder.h"
+
+namespace {
+
+std::vector<std::string> CsvFields(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        fields.back().push_back('"');
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        fields.back().push_back(c);
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back();
+    } else {
+      fields.back().push_back(c);
+    }
+  }
+  return fields;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path = argc > 1 ? argv[1] : "../shared/data/paraphrase_pairs_qqp.csv";
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "cannot open %s\n", path.c_str());
+    return 2;
+  }
+  auto embedder = toolops::LoadStaticEmbedder(toolops::DefaultModelDirectory());
+  if (!embedder.ok()) {
+    std::fprintf(stderr, "%s\n", embedder.status().ToString().c_str());
+    return 2;
+  }
+  toolops::MatchGuard guard;
+  struct Pair {
+    float similarity;
+    bool duplicate;
+    bool guard_accepts;
+  };
+  std::vector<Pair> pairs;
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = CsvFields(line);
+    if (f.size() < 3) continue;
+    std::vector<float> a = *(*embedder)->Embed(f[0]);
+    std::vector<float> b = *(*embedder)->Embed(f[1]);
+    double dot = 0;
+    for (size_t i = 0; i < a.size(); ++i) dot += static_cast<double>(a[i]) * b[i];
+    pairs.push_back(Pair{static_cast<float>(dot), f[2] == "1", guard.Check(f[0], f[1]).accept});
+  }
+  size_t positives = 0;
+  for (const Pair& p : pairs) positives += p.duplicate;
+  size_t negatives = pairs.size() - positives;
+  std::printf("%zu pairs (%zu paraphrases, %zu not) from %s\n", pairs.size(), positives, negatives,
+              path.c_str());
+  std::printf("threshold  recall  false-hits | with guard: recall  false-hits  wrong/served\n");
+  for (int t = 80; t <= 99; t += 1) {
+    float threshold = t / 100.0f;
+    size_t tp = 0, fp = 0, tp_g = 0, fp_g = 0;
+    for (const Pair& p : pairs) {
+      if (p.similarity < threshold) continue;
+      (p.duplicate ? tp : fp)++;
+      if (p.guard_accepts) (p.duplicate ? tp_g : fp_g)++;
+    }
+    std::printf("  %.2f     %5.1f%%  %5.1f%%     |             %5.1f%%  %5.1f%%      %5.1f%%\n",
+                threshold, 100.0 * tp / positives, 100.0 * fp / negatives, 100.0 * tp_g / positives,
+                100.0 * fp_g / negatives, tp_g + fp_g == 0 ? 0.0 : 100.0 * fp_g / (tp_g + fp_g));
+  }
+  return 0;
+}
