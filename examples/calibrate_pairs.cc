@@ -11,47 +11,18 @@
 // The embedder is the bundled model (or $TOOLOPS_MODEL_DIR).
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "semantic/guard.h"
+#include "semantic/pairs.h"
 #include "toolops/embedder.h"
-
-namespace {
-
-std::vector<std::string> CsvFields(const std::string& line) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back().push_back('"');
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        fields.back().push_back(c);
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else {
-      fields.back().push_back(c);
-    }
-  }
-  return fields;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string path = argc > 1 ? argv[1] : "../shared/data/paraphrase_pairs_qqp.csv";
-  std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", path.c_str());
+  auto read = toolops::ReadPairsCsv(path);
+  if (!read.ok()) {
+    std::fprintf(stderr, "%s\n", read.status().ToString().c_str());
     return 2;
   }
   auto embedder = toolops::LoadStaticEmbedder(toolops::DefaultModelDirectory());
@@ -66,16 +37,13 @@ int main(int argc, char** argv) {
     bool guard_accepts;
   };
   std::vector<Pair> pairs;
-  std::string line;
-  std::getline(in, line);
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = CsvFields(line);
-    if (f.size() < 3) continue;
-    std::vector<float> a = *(*embedder)->Embed(f[0]);
-    std::vector<float> b = *(*embedder)->Embed(f[1]);
+  for (const toolops::LabelledPair& pair : *read) {
+    std::vector<float> a = *(*embedder)->Embed(pair.first);
+    std::vector<float> b = *(*embedder)->Embed(pair.second);
     double dot = 0;
     for (size_t i = 0; i < a.size(); ++i) dot += static_cast<double>(a[i]) * b[i];
-    pairs.push_back(Pair{static_cast<float>(dot), f[2] == "1", guard.Check(f[0], f[1]).accept});
+    pairs.push_back(
+        Pair{static_cast<float>(dot), pair.same, guard.Check(pair.first, pair.second).accept});
   }
   size_t positives = 0;
   for (const Pair& p : pairs) positives += p.duplicate;

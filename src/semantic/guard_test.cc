@@ -9,10 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "semantic/pairs.h"
 
 namespace toolops {
 namespace {
@@ -47,46 +47,16 @@ TEST(MatchGuardTest, RefusesOtherNumbersUnitsNegationsAndNames) {
   EXPECT_FALSE(guard.Check("Who is Obama's wife?", "Who is Trump's wife?").accept);
 }
 
-// Splits one CSV line with quoted fields.
-std::vector<std::string> CsvFields(const std::string& line) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back().push_back('"');
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        fields.back().push_back(c);
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else {
-      fields.back().push_back(c);
-    }
-  }
-  return fields;
-}
-
 TEST(MatchGuardTest, OnQuoraPairsItStopsNearMissesMoreThanParaphrases) {
-  std::ifstream in(std::string(TOOLOPS_SOURCE_DIR) + "/../shared/data/paraphrase_pairs_qqp.csv");
-  if (!in) in.open("/work/shared/data/paraphrase_pairs_qqp.csv");
-  ASSERT_TRUE(in) << "paraphrase_pairs_qqp.csv not found";
+  Result<std::vector<LabelledPair>> pairs =
+      ReadPairsCsv(std::string(TOOLOPS_SOURCE_DIR) + "/../shared/data/paraphrase_pairs_qqp.csv");
+  if (!pairs.ok()) pairs = ReadPairsCsv("/work/shared/data/paraphrase_pairs_qqp.csv");
+  ASSERT_TRUE(pairs.ok()) << pairs.status().ToString();
   MatchGuard guard;
-  std::string line;
-  std::getline(in, line);  // Header.
   int positives = 0, negatives = 0, positives_refused = 0, negatives_refused = 0;
-  while (std::getline(in, line)) {
-    std::vector<std::string> f = CsvFields(line);
-    if (f.size() < 3) continue;
-    bool duplicate = f[2] == "1";
-    bool refused = !guard.Check(f[0], f[1]).accept;
-    if (duplicate) {
+  for (const LabelledPair& pair : *pairs) {
+    bool refused = !guard.Check(pair.first, pair.second).accept;
+    if (pair.same) {
       ++positives;
       positives_refused += refused;
     } else {
