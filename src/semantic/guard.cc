@@ -156,12 +156,99 @@ bool IsCommonFirstWord(const std::string& w) {
   return kCommon.count(w) > 0;
 }
 
+// Words whose opposite changes the answer ("gain" / "lose" weight).
+const std::vector<std::pair<std::string, std::string>>& Opposites() {
+  static const std::vector<std::pair<std::string, std::string>> kPairs = {
+      {"gain", "lose"},          {"increase", "decrease"},
+      {"buy", "sell"},           {"best", "worst"},
+      {"before", "after"},       {"cheap", "expensive"},
+      {"start", "stop"},         {"open", "close"},
+      {"win", "lose"},           {"male", "female"},
+      {"men", "women"},          {"man", "woman"},
+      {"boy", "girl"},           {"boys", "girls"},
+      {"minimum", "maximum"},    {"min", "max"},
+      {"high", "low"},           {"higher", "lower"},
+      {"fast", "slow"},          {"faster", "slower"},
+      {"rich", "poor"},          {"north", "south"},
+      {"east", "west"},          {"young", "old"},
+      {"positive", "negative"},  {"advantages", "disadvantages"},
+      {"pros", "cons"},          {"good", "bad"},
+      {"love", "hate"},          {"import", "export"},
+      {"upload", "download"},    {"enable", "disable"},
+      {"add", "remove"},         {"install", "uninstall"},
+      {"encrypt", "decrypt"},    {"first", "last"},
+      {"more", "less"},          {"most", "least"},
+      {"easy", "hard"},          {"easiest", "hardest"},
+      {"big", "small"},          {"bigger", "smaller"},
+      {"biggest", "smallest"},   {"long", "short"},
+      {"longer", "shorter"},     {"hot", "cold"},
+      {"push", "pull"},          {"inside", "outside"},
+      {"true", "false"},         {"legal", "illegal"},
+      {"like", "dislike"},       {"agree", "disagree"},
+      {"safe", "dangerous"},     {"success", "failure"},
+      {"strong", "weak"},        {"stronger", "weaker"},
+      {"today", "tomorrow"},     {"today", "yesterday"},
+      {"tomorrow", "yesterday"}, {"morning", "evening"},
+      {"day", "night"},          {"summer", "winter"},
+      {"input", "output"},       {"left", "right"},
+      {"mother", "father"},      {"son", "daughter"},
+      {"husband", "wife"},       {"brother", "sister"},
+  };
+  return kPairs;
+}
+
+bool IsStopword(const std::string& w) {
+  static const std::set<std::string> kStop = {
+      "the",         "and",       "for",       "are",      "but",      "not",        "you",
+      "your",        "yours",     "all",       "any",      "can",      "her",        "was",
+      "one",         "our",       "out",       "has",      "have",     "had",        "his",
+      "how",         "its",       "may",       "new",      "now",      "old",        "see",
+      "two",         "way",       "ways",      "who",      "why",      "what",       "when",
+      "where",       "which",     "whom",      "whose",    "with",     "from",       "this",
+      "that",        "these",     "those",     "there",    "their",    "they",       "them",
+      "then",        "than",      "into",      "onto",     "about",    "above",      "below",
+      "over",        "under",     "again",     "also",     "just",     "very",       "really",
+      "actually",    "some",      "such",      "own",      "same",     "too",        "only",
+      "will",        "would",     "should",    "could",    "shall",    "might",      "must",
+      "does",        "did",       "doing",     "done",     "get",      "gets",       "getting",
+      "got",         "make",      "makes",     "making",   "made",     "use",        "used",
+      "using",       "being",     "been",      "were",     "is",       "a",          "an",
+      "of",          "to",        "in",        "on",       "at",       "by",         "as",
+      "it",          "be",        "do",        "or",       "if",       "so",         "up",
+      "my",          "me",        "we",        "us",       "he",       "she",        "him",
+      "i",           "am",        "no",        "yes",      "best",     "good",       "better",
+      "someone",     "something", "anyone",    "anything", "everyone", "everything", "people",
+      "person",      "thing",     "things",    "much",     "many",     "more",       "most",
+      "other",       "others",    "another",   "each",     "every",    "both",       "few",
+      "less",        "least",     "very",      "quora",    "question", "questions",  "answer",
+      "answers",     "know",      "think",     "want",     "need",     "like",       "possible",
+      "ever",        "still",     "even",      "well",     "also",     "able",       "following",
+      "tell",        "give",      "find",      "take",     "say",      "said",       "difference",
+      "differences", "between",   "important", "example",  "examples", "kind",       "kinds",
+      "type",        "types",     "mean",      "means",    "meaning",  "really",     "time",
+      "times",       "year",      "years",     "day",      "days",     "way"};
+  return kStop.count(w) > 0;
+}
+
+// A crude stem, so that plurals and simple verb forms meet: "cats" / "cat",
+// "watches" / "watch", "learning" / "learn".
+std::string Stem(std::string w) {
+  if (w.size() > 5 && w.ends_with("ing")) return w.substr(0, w.size() - 3);
+  if (w.size() > 4 && w.ends_with("ies")) return w.substr(0, w.size() - 3) + "y";
+  if (w.size() > 4 && w.ends_with("es")) return w.substr(0, w.size() - 2);
+  if (w.size() > 3 && w.ends_with('s') && !w.ends_with("ss")) return w.substr(0, w.size() - 1);
+  if (w.size() > 4 && w.ends_with("ed")) return w.substr(0, w.size() - 2);
+  return w;
+}
+
 struct Parts {
   std::multiset<std::string> numbers;
   std::set<std::string> units;
   bool negated = false;
   std::set<std::string> names;
-  std::set<std::string> words;  // Every word, for the names check.
+  std::vector<std::string> name_order;  // Names in the order they appear.
+  std::set<std::string> words;          // Every word, for the names check.
+  std::set<std::string> content;        // Stems of words that carry meaning.
 };
 
 Parts Extract(std::string_view text) {
@@ -179,7 +266,10 @@ Parts Extract(std::string_view text) {
     if (IsUnit(w.lower)) p.units.insert(w.lower);
     if (IsNegation(w.lower) || w.lower.ends_with("n't")) p.negated = true;
     if (w.capitalised && w.lower != "i" && !(w.first && IsCommonFirstWord(w.lower))) {
-      p.names.insert(w.lower);
+      if (p.names.insert(w.lower).second) p.name_order.push_back(w.lower);
+    }
+    if (w.lower.size() >= 3 && !IsStopword(w.lower) && !IsNegation(w.lower)) {
+      p.content.insert(Stem(w.lower));
     }
   }
   return p;
@@ -217,11 +307,31 @@ GuardVerdict MatchGuard::Check(std::string_view query, std::string_view candidat
     return {false, std::string("negation differs (") + (q.negated ? "negated" : "plain") + " / " +
                        (c.negated ? "negated" : "plain") + ")"};
   }
+  for (const auto& [one, other] : Opposites()) {
+    bool q_one = q.words.count(one) > 0, q_other = q.words.count(other) > 0;
+    bool c_one = c.words.count(one) > 0, c_other = c.words.count(other) > 0;
+    if ((q_one && !q_other && c_other && !c_one) || (q_other && !q_one && c_one && !c_other)) {
+      return {false,
+              "opposites differ (" + (q_one ? one : other) + " / " + (c_one ? one : other) + ")"};
+    }
+  }
   if (std::string name = MissingName(q, c); !name.empty()) {
     return {false, "name '" + name + "' is only in the query"};
   }
   if (std::string name = MissingName(c, q); !name.empty()) {
     return {false, "name '" + name + "' is only in the cached question"};
+  }
+  // The same words with names in another order ("from Java to .NET" /
+  // "from .NET to Java"): a static embedding cannot tell them apart.
+  std::vector<std::string> q_shared, c_shared;
+  for (const std::string& n : q.name_order) {
+    if (c.names.count(n) > 0) q_shared.push_back(n);
+  }
+  for (const std::string& n : c.name_order) {
+    if (q.names.count(n) > 0) c_shared.push_back(n);
+  }
+  if (q_shared.size() >= 2 && q_shared != c_shared && q.content == c.content) {
+    return {false, "names in another order (" + q_shared[0] + " ... / " + c_shared[0] + " ...)"};
   }
   return {true, ""};
 }

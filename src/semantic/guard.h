@@ -15,6 +15,9 @@
 //              must match as sets: "10 km" vs "10 miles";
 //   negation   either both texts negate or neither does ("not", "no",
 //              "never", "without", "n't", ...);
+//   opposites  a word of one text whose opposite stands in the other
+//              instead ("gain" / "lose", "buy" / "sell", "men" / "women",
+//              "today" / "tomorrow": a fixed list);
 //   names      a capitalised word of one text (a likely name: a city, a
 //              person, a product) must occur, in any case, in the other.
 //              The first word of a text counts only when it is not a common

@@ -47,6 +47,24 @@ TEST(MatchGuardTest, RefusesOtherNumbersUnitsNegationsAndNames) {
   EXPECT_FALSE(guard.Check("Who is Obama's wife?", "Who is Trump's wife?").accept);
 }
 
+TEST(MatchGuardTest, RefusesOppositesAndSwappedNames) {
+  MatchGuard guard;
+  GuardVerdict weight = guard.Check("How do I gain weight fast?", "How do I lose weight fast?");
+  EXPECT_FALSE(weight.accept);
+  EXPECT_EQ(weight.reason, "opposites differ (gain / lose)");
+  EXPECT_FALSE(guard.Check("should I buy bitcoin now", "should I sell bitcoin now").accept);
+  // The same words, the names swapped: identical to a static embedding.
+  GuardVerdict swapped =
+      guard.Check("Why do Poles dislike Russians?", "Why do Russians dislike Poles?");
+  EXPECT_FALSE(swapped.accept);
+  EXPECT_NE(swapped.reason.find("order"), std::string::npos);
+  // Other words around the same names in another order are a paraphrase.
+  EXPECT_TRUE(guard
+                  .Check("The Hub Python Library manages repositories",
+                         "The Python Library for the Hub lets you manage repositories")
+                  .accept);
+}
+
 TEST(MatchGuardTest, OnQuoraPairsItStopsNearMissesMoreThanParaphrases) {
   Result<std::vector<LabelledPair>> pairs =
       ReadPairsCsv(std::string(TOOLOPS_SOURCE_DIR) + "/../shared/data/paraphrase_pairs_qqp.csv");
