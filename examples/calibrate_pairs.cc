@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "semantic/evaluate.h"
 #include "semantic/guard.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
@@ -62,6 +63,19 @@ int main(int argc, char** argv) {
     std::printf("  %.2f     %5.1f%%  %5.1f%%     |             %5.1f%%  %5.1f%%      %5.1f%%\n",
                 threshold, 100.0 * tp / positives, 100.0 * fp / negatives, 100.0 * tp_g / positives,
                 100.0 * fp_g / negatives, tp_g + fp_g == 0 ? 0.0 : 100.0 * fp_g / (tp_g + fp_g));
+  }
+
+  // The cache protocol: store every first question, look up every second.
+  std::vector<double> thresholds;
+  for (int t = 80; t <= 99; ++t) thresholds.push_back(t / 100.0);
+  auto plain = toolops::EvaluateCacheProtocol(*read, **embedder, thresholds, /*guard=*/false);
+  auto guarded = toolops::EvaluateCacheProtocol(*read, **embedder, thresholds, /*guard=*/true);
+  std::printf("\ncache protocol (store each first question, look up each second):\n");
+  std::printf("threshold  precision  recall | with guard: precision  recall\n");
+  for (size_t i = 0; i < thresholds.size(); ++i) {
+    std::printf("  %.2f      %6.1f%%  %6.1f%% |              %6.1f%%  %6.1f%%\n", thresholds[i],
+                100 * plain[i].precision(), 100 * plain[i].recall(), 100 * guarded[i].precision(),
+                100 * guarded[i].recall());
   }
   return 0;
 }
