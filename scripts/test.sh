@@ -17,7 +17,8 @@ run_suite() {
 
 run_suite release build
 if [ "${1:-}" != "quick" ]; then
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suite tsan build-tsan
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp" \
+    run_suite tsan build-tsan
   ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" \
     run_suite asan build-asan
 fi
