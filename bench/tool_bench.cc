@@ -6,6 +6,14 @@
 //   BM_WrappedHit          a cache hit through a wrapped blocking tool (memory
 //                          store, one string argument, 100-byte result, counters on)
 //   BM_WrappedHitBytes     the same tool returning Bytes (no copy of the result)
+//
+// Both pairs above cycle over 64 hot keys, which a core keeps in its L1 cache
+// and its branch predictors learn by heart. The Wide pair measures the same
+// two operations over 100,000 entries, hit in a fixed random order over
+// 8,192 of them (more than a thread's front cache holds):
+//
+//   BM_BaselineMapFindWide, BM_WrappedHitBytesWide
+//
 //   BM_Stampede            64 threads, 100,000 calls over 10 keys, upstream 5 ms:
 //                          counter upstream_calls (target: exactly 10)
 //   BM_BudgetUnderOutage   100% upstream failure, 5 attempts allowed, 20% budget:
@@ -55,6 +63,60 @@ void BM_BaselineMapFind(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_BaselineMapFind)->Threads(1)->Threads(2)->UseRealTime();
+
+constexpr int kWideKeys = 100'000;
+constexpr size_t kWideQueries = 8192;
+
+// A fixed pseudo-random order of queries over the wide key set.
+std::vector<std::string> WideQueries(int thread) {
+  std::vector<std::string> queries;
+  uint64_t x = 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(thread);
+  for (size_t i = 0; i < kWideQueries; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    queries.push_back(Query(static_cast<int>(x % kWideKeys)));
+  }
+  return queries;
+}
+
+void BM_BaselineMapFindWide(benchmark::State& state) {
+  static auto* map = [] {
+    auto* m = new std::unordered_map<std::string, std::shared_ptr<const std::string>>();
+    for (int i = 0; i < kWideKeys; ++i) {
+      m->emplace(Query(i), std::make_shared<const std::string>(Answer(Query(i))));
+    }
+    return m;
+  }();
+  std::vector<std::string> queries = WideQueries(state.thread_index());
+  size_t i = 0;
+  for (auto _ : state) {
+    auto it = map->find(queries[i++ & (kWideQueries - 1)]);
+    benchmark::DoNotOptimize(it->second.get());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_BaselineMapFindWide)->Threads(1)->UseRealTime();
+
+void BM_WrappedHitBytesWide(benchmark::State& state) {
+  static auto* tool = [] {
+    ToolPolicy policy;
+    policy.cache.ttl = std::chrono::hours(1);
+    auto* t = new Tool<Bytes(const std::string&)>(
+        Readonly({"search_wide", "1", {"query"}}, policy,
+                 [](const std::string& q) { return Bytes::Copy(Answer(q)); }));
+    for (int i = 0; i < kWideKeys; ++i) (*t)(Query(i));
+    return t;
+  }();
+  std::vector<std::string> queries = WideQueries(state.thread_index());
+  size_t i = 0;
+  for (auto _ : state) {
+    Bytes r = (*tool)(queries[i++ & (kWideQueries - 1)]);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_WrappedHitBytesWide)->Threads(1)->UseRealTime();
 
 // A tool wrapped once per result type and shared by every benchmark thread.
 template <typename R>

@@ -104,8 +104,8 @@ class AsyncTool<R(Args...)> {
           internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
       if (!encoded.ok()) {
         key.clear();  // An empty key makes CallAsync go upstream uncached.
-      } else if (std::optional<Bytes> hit = core_->TryFreshHit(KeyRef::Of(key))) {
-        co_return ResultCodec<R>::Decode(*hit);
+      } else if (Bytes hit; core_->TryFreshHit(KeyRef::Of(key), &hit)) {
+        co_return ResultCodec<R>::Decode(hit);
       }
     }
     auto upstream = std::make_shared<const AsyncUpstream>(

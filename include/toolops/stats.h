@@ -63,9 +63,20 @@ struct StripeLease {
   size_t index;
   bool exclusive;
 };
+inline constexpr size_t kNoStripe = ~size_t{0};
+// The calling thread's lease; index kNoStripe until its first counter write.
+// Constant-initialised, so that reading it is a plain thread-local load.
+extern constinit thread_local StripeLease current_stripe;
+// Takes a lease for the calling thread (first call only).
+const StripeLease& LeaseStripe();
 // This thread's lease, the same for every counter. Never blocks after the
 // thread's first call.
-const StripeLease& CurrentStripe();
+inline const StripeLease& CurrentStripe() {
+  if (current_stripe.index != kNoStripe) [[likely]] {
+    return current_stripe;
+  }
+  return LeaseStripe();
+}
 
 // Adds `n` to `value`, the stripe of the calling thread.
 inline void AddToStripe(std::atomic<uint64_t>& value, const StripeLease& lease, uint64_t n) {

@@ -65,6 +65,18 @@ class Store {
   // Never blocks on I/O for the memory store.
   virtual std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) = 0;
 
+  // The hit path, tried before Get(): true, with *out set and the hit
+  // counted, when the store can hand out a value of `key` that is fresh at
+  // `now` without any lock or I/O. False says nothing about the key and counts
+  // nothing; the caller then asks Get(). Stores without such a path (the
+  // default) always return false.
+  virtual bool GetFresh(const KeyRef& key, TimePoint now, Bytes* out) {
+    (void)key;
+    (void)now;
+    (void)out;
+    return false;
+  }
+
   // Inserts or replaces the entry for `key`. Returns ResourceExhausted (guard
   // kStore) if the entry can never fit in this store.
   virtual Status Put(const KeyRef& key, const StoredValue& value, TimePoint now) = 0;

@@ -242,6 +242,9 @@ class Tool<R(Args...)> {
       : core_(std::move(core)),
         fn_(std::move(fn)),
         roles_(std::move(roles)),
+        key_prefix_(&core_->key_prefix()),
+        normalization_(core_->policy().cache.normalization),
+        keyed_(core_->keyed()),
         semantic_(core_->semantic()) {}
 
   // Calls the tool through every layer of its policy. Throws ToolError with
@@ -260,30 +263,25 @@ class Tool<R(Args...)> {
         return ResultCodec<R>::Encode(r.value());
       };
     };
-    Result<Bytes> bytes = [&] {
-      if (!core_->keyed()) return core_->Call(KeyRef{}, make_upstream);
-      internal::KeyBufferLease lease;
-      std::string& key = lease.get();
-      key.assign(core_->key_prefix());
-      TextNormalization normalization = core_->policy().cache.normalization;
-      Status encoded = internal::AppendKeyArgs(&key, normalization, roles_, args...);
-      if (!encoded.ok()) return core_->CallWithoutKey(make_upstream);
-      if (semantic_) {
-        std::string partition = core_->key_prefix();
-        std::string text;
-        if (internal::AppendSemanticParts(&partition, &text, normalization, roles_, args...).ok()) {
-          SemanticQuery query{partition, text};
-          return core_->Call(KeyRef::Of(key), &query, make_upstream);
-        }
+    if (!keyed_) return Decode(core_->Call(KeyRef{}, make_upstream));
+    internal::KeyBufferLease lease;
+    std::string& key = lease.get();
+    key.assign(*key_prefix_);
+    Status encoded = internal::AppendKeyArgs(&key, normalization_, roles_, args...);
+    if (!encoded.ok()) return Decode(core_->CallWithoutKey(make_upstream));
+    const KeyRef ref = KeyRef::Of(key);
+    // The hit path: a fresh entry ends the call here, before anything else
+    // (semantic parts, upstream closure) is built.
+    if (Bytes hit; core_->TryFreshHit(ref, &hit)) return Decode(std::move(hit));
+    if (semantic_) {
+      std::string partition = *key_prefix_;
+      std::string text;
+      if (internal::AppendSemanticParts(&partition, &text, normalization_, roles_, args...).ok()) {
+        SemanticQuery query{partition, text};
+        return Decode(core_->Call(ref, &query, make_upstream));
       }
-      return core_->Call(KeyRef::Of(key), make_upstream);
-    }();
-    if (!bytes.ok()) return bytes.status();
-    if constexpr (std::is_same_v<R, Bytes>) {
-      return std::move(bytes).value();  // No decode and no refcount round trip.
-    } else {
-      return ResultCodec<R>::Decode(bytes.value());
     }
+    return Decode(core_->Call(ref, make_upstream));
   }
 
   // A value served when the call fails after every other layer. Applies to
@@ -323,9 +321,25 @@ class Tool<R(Args...)> {
   ToolCore& core() const { return *core_; }
 
  private:
+  static Result<R> Decode(Bytes bytes) {
+    if constexpr (std::is_same_v<R, Bytes>) {
+      return bytes;  // No decode and no refcount round trip.
+    } else {
+      return ResultCodec<R>::Decode(bytes);
+    }
+  }
+  static Result<R> Decode(Result<Bytes> bytes) {
+    if (!bytes.ok()) return bytes.status();
+    return Decode(std::move(bytes).value());
+  }
+
   std::shared_ptr<ToolCore> core_;
   std::shared_ptr<const Function> fn_;
   std::vector<internal::ParamRole> roles_;
+  // Read once from the core, which outlives every copy of this handle.
+  const std::string* key_prefix_;
+  TextNormalization normalization_;
+  bool keyed_;
   bool semantic_;  // The policy matches some parameters by meaning.
 };
 

@@ -96,10 +96,11 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   // not_cached). For calls whose arguments could not be encoded into a key.
   Result<Bytes> CallWithoutKey(FunctionRef<Upstream()> make_upstream);
 
-  // The fast path for runners that cannot use Call() (coroutines): on a fresh
-  // hit, counts the call and returns the value; otherwise counts nothing and
-  // returns nullopt, and the runner makes the full call.
-  std::optional<Bytes> TryFreshHit(const KeyRef& key);
+  // The hit path, tried before Call(): when the local store hands out a
+  // fresh value without a lock (Store::GetFresh), counts the hit, sets *out
+  // and returns true; otherwise counts nothing and returns false, and the
+  // caller makes the full call (which looks the key up properly).
+  bool TryFreshHit(const KeyRef& key, Bytes* out);
 
   // Sets the fallback used when a call fails after every other layer.
   void SetFallback(BytesFallback fallback);

@@ -131,13 +131,10 @@ CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
   return out;
 }
 
-std::optional<Bytes> CallEngine::TryFreshHit(const KeyRef& key) {
-  if (!caching_) return std::nullopt;
-  TimePoint now = env_.clock->NowCoarse();
-  std::optional<StoredValue> entry = store_->Get(key, now);
-  if (!entry || now >= entry->fresh_until) return std::nullopt;
+bool CallEngine::TryFreshHit(const KeyRef& key, Bytes* out) {
+  if (!caching_ || !store_->GetFresh(key, env_.clock->NowCoarse(), out)) return false;
   stats_.Add(Counter::kFreshHit);
-  return std::move(entry->value);
+  return true;
 }
 
 std::optional<Bytes> CallEngine::Recheck(const KeyRef& key) {

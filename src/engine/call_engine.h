@@ -55,7 +55,7 @@ class CallEngine {
   Lookup LookupKey(const KeyRef& key);
 
   // A fresh hit, counted; nullopt (nothing counted) otherwise.
-  std::optional<Bytes> TryFreshHit(const KeyRef& key);
+  bool TryFreshHit(const KeyRef& key, Bytes* out);
 
   // A leader's second look: a call that finished between the first lookup and
   // the taking of the lead has stored its result.

@@ -106,22 +106,26 @@ class SlotPool {
 
 namespace internal {
 
-const StripeLease& CurrentStripe() {
+constinit thread_local StripeLease current_stripe{kNoStripe, false};
+
+const StripeLease& LeaseStripe() {
   // The lease lives as long as the thread. The pool's mutex orders the last
   // writes of a thread that exits before the first writes of the next thread
-  // that takes its index, so a stripe never has two writers at once.
+  // that takes its index, so a stripe never has two writers at once. Counter
+  // writes from thread-exit code that runs after the return go to the shared
+  // stripe, with atomic adds.
   struct Holder {
-    StripeLease lease;
     Holder() {
       size_t index = SlotPool::Get().Lease(kStripes - 1, kStripes - 1);
-      lease = StripeLease{index, index != kStripes - 1};
+      current_stripe = StripeLease{index, index != kStripes - 1};
     }
     ~Holder() {
-      if (lease.exclusive) SlotPool::Get().Return(lease.index);
+      if (current_stripe.exclusive) SlotPool::Get().Return(current_stripe.index);
+      current_stripe = StripeLease{kStripes - 1, false};
     }
   };
   thread_local Holder holder;
-  return holder.lease;
+  return current_stripe;
 }
 
 }  // namespace internal
@@ -134,12 +138,11 @@ StatsSnapshot ToolStats::Snapshot() const {
     }
   }
   // Every finished call added exactly one outcome; their sum is the calls.
-  constexpr Counter kOutcomes[] = {Counter::kFreshHit,          Counter::kStaleHit,
-                                   Counter::kStaleIfError,      Counter::kCoalesced,
-                                   Counter::kUpstreamSuccess,   Counter::kUpstreamError,
-                                   Counter::kRejectedByBreaker, Counter::kRejectedByLimiter,
-                                   Counter::kRejectedByBudget,  Counter::kFallback,
-                                   Counter::kSemanticHit};
+  constexpr Counter kOutcomes[] = {
+      Counter::kFreshHit,          Counter::kStaleHit,          Counter::kStaleIfError,
+      Counter::kCoalesced,         Counter::kUpstreamSuccess,   Counter::kUpstreamError,
+      Counter::kRejectedByBreaker, Counter::kRejectedByLimiter, Counter::kRejectedByBudget,
+      Counter::kFallback,          Counter::kSemanticHit};
   uint64_t calls = 0;
   for (Counter c : kOutcomes) calls += out[c];
   out.values[static_cast<size_t>(Counter::kCalls)] = calls;

@@ -236,7 +236,9 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
       auto& tool = t % 2 == 0 ? tool1 : tool2;
       for (int i = next++; i < kCalls; i = next++) {
         if (i == kCalls / 3 && !stopped.exchange(true)) server_.Stop();
-        if (i == 2 * kCalls / 3) EXPECT_TRUE(server_.Start()) << server_.error();
+        if (i == 2 * kCalls / 3) {
+          EXPECT_TRUE(server_.Start()) << server_.error();
+        }
         int id = i / 2;  // Two calls per id, likely in different "processes".
         Result<std::string> r = tool.Call(id);
         if (!r.ok()) {

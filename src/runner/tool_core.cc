@@ -294,7 +294,7 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
 ToolCore::ToolCore(std::unique_ptr<CallEngine> engine) : engine_(std::move(engine)) {}
 ToolCore::~ToolCore() = default;
 
-std::optional<Bytes> ToolCore::TryFreshHit(const KeyRef& key) { return engine_->TryFreshHit(key); }
+bool ToolCore::TryFreshHit(const KeyRef& key, Bytes* out) { return engine_->TryFreshHit(key, out); }
 
 const ToolSpec& ToolCore::spec() const { return engine_->spec(); }
 const ToolPolicy& ToolCore::policy() const { return engine_->policy(); }

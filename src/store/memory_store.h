@@ -27,6 +27,8 @@
 namespace toolops {
 
 class MemoryShard;
+struct FrontCache;
+struct FrontSlot;
 
 class MemoryStore final : public Store {
  public:
@@ -58,6 +60,7 @@ class MemoryStore final : public Store {
   // that the store may already have evicted, until it hits other keys or
   // exits.
   std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) override;
+  bool GetFresh(const KeyRef& key, TimePoint now, Bytes* out) override;
   // Also returns ResourceExhausted (guard kStore) when memory for the entry
   // cannot be allocated. A refused Put removes any older entry for the key,
   // so that a Get never returns a value older than the latest Put attempt.
@@ -87,6 +90,11 @@ class MemoryStore final : public Store {
   MemoryStore(const MemoryStoreOptions& options, size_t shard_count);
 
   MemoryShard& ShardFor(uint64_t mixed_hash) const;
+  // This thread's front-cache slot holding this store's current entry for
+  // `key`, if it is servable at now_ns (fresh, or at least not stale); the
+  // hit is counted. Null otherwise.
+  FrontSlot* FrontHit(FrontCache& cache, const KeyRef& key, uint64_t hash, MemoryShard& shard,
+                      int64_t now_ns, bool fresh_only);
 
   const std::string name_;
   // Unique for the life of the process: tells this store's entries apart in

@@ -163,6 +163,40 @@ TEST_P(MemoryStorePolicyTest, ServesOnlyBeforeStaleUntil) {
   EXPECT_FALSE(store->Get(KeyRef::Of("k"), start).has_value());
 }
 
+// GetFresh (the hit path) serves only fresh values from this thread's front
+// cache, which Get() fills; anything else is left to Get() and not counted.
+TEST_P(MemoryStorePolicyTest, GetFreshServesOnlyFreshFrontCacheEntries) {
+  FakeClock clock;
+  auto store = MakeStore(Options(100, 1 << 20, GetParam()));
+  TimePoint start = clock.Now();
+  StoredValue value{Bytes::Copy("v"), start + seconds(1), start + seconds(5)};
+  ASSERT_TRUE(store->Put(KeyRef::Of("k"), value, start).ok());
+
+  Bytes out;
+  EXPECT_FALSE(store->GetFresh(KeyRef::Of("k"), start, &out));  // Not in the front cache yet.
+  ASSERT_TRUE(store->Get(KeyRef::Of("k"), start).has_value());  // Fills it: hit 1.
+  for (int round = 0; round < 3; ++round) {                     // Hits 2 to 7.
+    ASSERT_TRUE(store->GetFresh(KeyRef::Of("k"), start, &out));
+    EXPECT_EQ(out.data(), value.value.data());  // The stored buffer, not a copy.
+    EXPECT_TRUE(store->GetFresh(KeyRef::Of("k"), start + seconds(1) - nanoseconds(1), &out));
+    Bytes stale;
+    EXPECT_FALSE(store->GetFresh(KeyRef::Of("k"), start + seconds(1), &stale));
+    EXPECT_TRUE(stale.empty());
+    EXPECT_FALSE(store->GetFresh(KeyRef::Of("other"), start, &stale));
+  }
+  EXPECT_TRUE(store->Get(KeyRef::Of("k"), start + seconds(3)).has_value());  // Stale: hit 8.
+
+  // A replaced value is never served from the old front-cache slot.
+  ASSERT_TRUE(store->Put(KeyRef::Of("k"), ValueOf("new", start), start).ok());
+  EXPECT_FALSE(store->GetFresh(KeyRef::Of("k"), start, &out));
+  ASSERT_TRUE(store->Get(KeyRef::Of("k"), start).has_value());  // Hit 9.
+  ASSERT_TRUE(store->GetFresh(KeyRef::Of("k"), start, &out));   // Hit 10.
+  EXPECT_EQ(out.view(), "new");
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.hits, 10u);
+  EXPECT_EQ(stats.misses, 0u);
+}
+
 TEST_P(MemoryStorePolicyTest, PutReplacesValueTimesAndByteCount) {
   FakeClock clock;
   auto store = MakeStore(Options(100, 1 << 20, GetParam()));
