@@ -12,7 +12,7 @@ namespace toolops {
 std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>& pairs,
                                                  const Embedder& embedder,
                                                  const std::vector<double>& thresholds, bool guard,
-                                                 size_t candidates) {
+                                                 size_t candidates, std::vector<WrongHit>* wrong) {
   // One index holds every first question (id = pair index); the lookups ask
   // for the best few candidates once, at the lowest threshold, and each
   // threshold then keeps those above it.
@@ -46,12 +46,30 @@ std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>
         accepted[m] = checker.Check(pairs[i].second, pairs[matches[m].id].first).accept;
       }
     }
+    if (wrong != nullptr) {
+      for (size_t m = 0; m < matches.size(); ++m) {
+        if (!accepted[m]) continue;
+        size_t id = matches[m].id;
+        if (id != i || !pairs[i].same) {
+          bool identical = id != i && (pairs[id].first == pairs[i].second ||
+                                       (pairs[i].same && pairs[id].first == pairs[i].first));
+          wrong->push_back(WrongHit{i, id, matches[m].similarity, identical});
+        }
+        break;
+      }
+    }
     for (ProtocolPoint& p : points) {
       for (size_t m = 0; m < matches.size(); ++m) {
         if (matches[m].similarity < p.threshold) break;  // Best first.
         if (!accepted[m]) continue;
         ++p.hits;
-        if (matches[m].id == i && pairs[i].same) ++p.correct;
+        const LabelledPair& entry = pairs[matches[m].id];
+        if (matches[m].id == i) {
+          p.correct += pairs[i].same;
+        } else if (entry.first == pairs[i].second ||
+                   (pairs[i].same && entry.first == pairs[i].first)) {
+          ++p.identical;
+        }
         break;
       }
     }

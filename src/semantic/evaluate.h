@@ -22,10 +22,28 @@ struct ProtocolPoint {
   size_t hits = 0;
   size_t correct = 0;
   size_t same_pairs = 0;
+  // Wrong hits (not counted in `correct`) on another pair's entry whose
+  // question is the very text looked up, or the very text of the lookup's own
+  // first question when its pair asks the same thing: the data set stores the
+  // same question under several pairs, and an exact cache serves these too.
+  size_t identical = 0;
   double precision() const { return hits == 0 ? 1.0 : static_cast<double>(correct) / hits; }
+  // Precision when those identical-text hits count as right.
+  double precision_identical_right() const {
+    return hits == 0 ? 1.0 : static_cast<double>(correct + identical) / hits;
+  }
   double recall() const {
     return same_pairs == 0 ? 0.0 : static_cast<double>(correct) / same_pairs;
   }
+};
+
+// A wrong hit served at the lowest threshold: lookup `pair` (its second
+// question) was answered with the entry of pair `entry`.
+struct WrongHit {
+  size_t pair = 0;
+  size_t entry = 0;
+  float similarity = 0;
+  bool identical = false;  // See ProtocolPoint::identical.
 };
 
 // Runs the protocol once per threshold (each lookup takes the best candidate
@@ -34,7 +52,8 @@ struct ProtocolPoint {
 std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>& pairs,
                                                  const Embedder& embedder,
                                                  const std::vector<double>& thresholds, bool guard,
-                                                 size_t candidates = 4);
+                                                 size_t candidates = 4,
+                                                 std::vector<WrongHit>* wrong = nullptr);
 
 }  // namespace toolops
 

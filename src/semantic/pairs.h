@@ -1,8 +1,9 @@
 // src/semantic/pairs.h
 //
-// Labelled question pairs (question1,question2,is_duplicate CSV, the format
-// of ../shared/data/paraphrase_pairs_qqp.csv), for calibrating and testing
-// the semantic cache.
+// Labelled question pairs, for calibrating and testing the semantic cache:
+// question1,question2,is_duplicate CSV (../shared/data/paraphrase_pairs_qqp.csv)
+// or a JSON array of equivalent origin/similar pairs
+// (../shared/data/paraphrase_pairs_docs.json).
 
 #ifndef TOOLOPS_SEMANTIC_PAIRS_H_
 #define TOOLOPS_SEMANTIC_PAIRS_H_
@@ -25,6 +26,15 @@ struct LabelledPair {
 // NotFound when the file cannot be opened; InvalidArgument naming the first
 // line with fewer than three fields.
 Result<std::vector<LabelledPair>> ReadPairsCsv(const std::string& path);
+
+// Reads a JSON array of {"origin": ..., "similar": ...} objects (the format
+// of ../shared/data/paraphrase_pairs_docs.json): every pair means the same.
+// NotFound when the file cannot be opened; InvalidArgument for bad JSON or
+// an element without the two strings (naming its index).
+Result<std::vector<LabelledPair>> ReadPairsJson(const std::string& path);
+
+// ReadPairsJson for a path ending in .json, ReadPairsCsv otherwise.
+Result<std::vector<LabelledPair>> ReadPairs(const std::string& path);
 
 }  // namespace toolops
 
