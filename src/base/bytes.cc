@@ -25,7 +25,7 @@ Bytes Bytes::Copy(std::string_view data) {
   void* memory = std::malloc(sizeof(Rep) + data.size());
   if (memory == nullptr) throw std::bad_alloc();
   Rep* rep = new (memory) Rep{{1}, static_cast<uint32_t>(data.size())};
-  std::memcpy(rep + 1, data.data(), data.size());
+  std::memcpy(reinterpret_cast<char*>(rep + 1), data.data(), data.size());
   out.rep_ = rep;
   return out;
 }

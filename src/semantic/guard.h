@@ -18,10 +18,15 @@
 //   opposites  a word of one text whose opposite stands in the other
 //              instead ("gain" / "lose", "buy" / "sell", "men" / "women",
 //              "today" / "tomorrow": a fixed list);
-//   names      a capitalised word of one text (a likely name: a city, a
-//              person, a product) must occur, in any case, in the other.
-//              The first word of a text counts only when it is not a common
-//              question or function word.
+//   kinds      a colour, weekday or month of one text against another
+//              member of the same set in the other: "red" vs "blue";
+//   names      a capitalised word inside a sentence (a likely name: a city,
+//              a person, a product; "C++" and "C#" keep their signs) must
+//              occur, in any case, in the other. A sentence's first word is
+//              weaker evidence ("Paris weather", but also "Furthermore, ..."):
+//              unless it is a common question or function word, it refuses
+//              only when the other text has such a word of its own in its
+//              place;
 //
 // Cheap (one pass over each text, no allocation beyond small vectors) and
 // explainable; it errs on the side of refusing, which costs a cache miss,

@@ -47,6 +47,39 @@ TEST(MatchGuardTest, RefusesOtherNumbersUnitsNegationsAndNames) {
   EXPECT_FALSE(guard.Check("Who is Obama's wife?", "Who is Trump's wife?").accept);
 }
 
+// A capital at a sentence's start is weak evidence of a name: it refuses only
+// against another such word in its place.
+TEST(MatchGuardTest, SentenceInitialCapitalsRefuseOnlyAgainstAnotherName) {
+  MatchGuard guard;
+  GuardVerdict swapped = guard.Check("Paris weather tomorrow", "Lyon weather tomorrow");
+  EXPECT_FALSE(swapped.accept);
+  EXPECT_EQ(swapped.reason, "names differ (paris / lyon)");
+  EXPECT_TRUE(
+      guard.Check("Version 2.10.0 does not have it.", "No, it doesn't exist in version 2.10.0.")
+          .accept);
+  EXPECT_TRUE(
+      guard.Check("Furthermore, it can load sharded files.", "It can also load sharded files.")
+          .accept);
+  // Inside a sentence a capital still counts on its own.
+  EXPECT_FALSE(guard.Check("hotels near Paris", "hotels near the station").accept);
+}
+
+TEST(MatchGuardTest, RefusesOtherLanguagesColoursDaysAndMonths) {
+  MatchGuard guard;
+  EXPECT_FALSE(
+      guard.Check("Which are the best books to learn C?", "Which are the best books to learn C++?")
+          .accept);
+  EXPECT_FALSE(guard.Check("how to parse json in c#", "how to parse json in c").accept);
+  EXPECT_TRUE(guard.Check("best books to learn C++", "good books for learning C++").accept);
+  GuardVerdict colour = guard.Check("What are full grown red heeler mixes like?",
+                                    "What are full grown blue heeler mixes like?");
+  EXPECT_FALSE(colour.accept);
+  EXPECT_EQ(colour.reason, "kinds differ (red / blue)");
+  EXPECT_FALSE(guard.Check("museums open on monday", "museums open on sunday").accept);
+  EXPECT_FALSE(guard.Check("rainfall in june", "rainfall in july").accept);
+  EXPECT_TRUE(guard.Check("museums open on monday", "which museums are open monday").accept);
+}
+
 TEST(MatchGuardTest, RefusesOppositesAndSwappedNames) {
   MatchGuard guard;
   GuardVerdict weight = guard.Check("How do I gain weight fast?", "How do I lose weight fast?");

@@ -2,6 +2,13 @@
 
 #include "semantic/vector_index.h"
 
+// hnswlib's prefetch hints read the link list one entry past its end (the
+// next candidate's id, to prefetch it). Harmless on hardware, but
+// AddressSanitizer reports the read, so sanitized builds go without the
+// hints. Distances are ours (Int8Space), so nothing else changes.
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_MANUAL_VECTORIZATION
+#endif
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
@@ -62,15 +69,19 @@ class VectorIndex::Partition {
     if (auto it = slot_of_.find(id); it != slot_of_.end()) Remove(it->second);
     if (live_ >= o_.max_per_partition) MakeRoom();
     uint32_t slot = static_cast<uint32_t>(slots_.size());
-    slots_.push_back(Slot{id, expires, true, std::move(payload)});
-    vectors_.insert(vectors_.end(), q.begin(), q.end());
+    slots_.push_back(Slot{id, expires, std::move(payload), true});
     slot_of_[id] = slot;
     order_.push_back(slot);
     ++live_;
     if (graph_ != nullptr) {
-      if (slot >= graph_->max_elements_) graph_->resizeIndex(std::max<size_t>(64, slot * 2));
-      graph_->addPoint(VectorAt(slot), slot);
-    } else if (live_ > o_.hnsw_threshold) {
+      // The graph keeps the only copy of the vector; its internal ids follow
+      // the slots (points are added in slot order and never replaced).
+      if (slot >= graph_->max_elements_) graph_->resizeIndex(GraphCapacity(slot + 1));
+      graph_->addPoint(q.data(), slot);
+    } else {
+      vectors_.insert(vectors_.end(), q.begin(), q.end());
+    }
+    if (graph_ == nullptr && live_ > o_.hnsw_threshold) {
       Rebuild();
     }
     if (dead_ > 64 && dead_ > live_) Rebuild();
@@ -134,11 +145,19 @@ class VectorIndex::Partition {
   struct Slot {
     uint64_t id;
     TimePoint expires;
-    bool alive;
     std::string payload;
+    bool alive;
   };
 
-  const int8_t* VectorAt(uint32_t slot) const { return vectors_.data() + size_t{slot} * o_.dims; }
+  // Room for `n` points and a quarter more: each growth copies the graph, and
+  // a doubling would leave up to half of its memory unused.
+  static size_t GraphCapacity(size_t n) { return std::max<size_t>(64, n + n / 4); }
+
+  const int8_t* VectorAt(uint32_t slot) const {
+    if (graph_ != nullptr)
+      return reinterpret_cast<const int8_t*>(graph_->getDataByInternalId(slot));
+    return vectors_.data() + size_t{slot} * o_.dims;
+  }
 
   void Remove(uint32_t slot) {
     Slot& s = slots_[slot];
@@ -182,16 +201,20 @@ class VectorIndex::Partition {
       if (slot < remap.size() && remap[slot] != UINT32_MAX) order.push_back(remap[slot]);
     }
     slots_.swap(slots);
-    vectors_.swap(vectors);
     slot_of_.swap(slot_of);
     order_.swap(order);
     dead_ = 0;
     graph_.reset();
     if (live_ > o_.hnsw_threshold) {
       graph_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(
-          &space_, std::max<size_t>(64, live_ * 2), o_.m, o_.ef_construction, /*seed=*/100);
+          &space_, GraphCapacity(live_), o_.m, o_.ef_construction, /*seed=*/100);
       graph_->setEf(o_.ef_search);
-      for (uint32_t slot = 0; slot < slots_.size(); ++slot) graph_->addPoint(VectorAt(slot), slot);
+      for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        graph_->addPoint(vectors.data() + size_t{slot} * o_.dims, slot);
+      }
+      Int8Vector().swap(vectors_);  // The graph holds the vectors now.
+    } else {
+      vectors_.swap(vectors);
     }
   }
 

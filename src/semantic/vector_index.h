@@ -3,8 +3,10 @@
 // VectorIndex: the nearest cached questions to a new one, within one
 // partition (a tool, its version, the scope and the structured arguments:
 // an answer never crosses partitions). Vectors are unit length and kept as
-// int8 (one byte per dimension, x * 127 rounded), so a million entries of
-// 256 dimensions take about 256 MB plus the graph.
+// int8 (one byte per dimension, x * 127 rounded), once: in the partition's
+// scan array while it is small, then inside its graph. bench/semantic_bench.cc
+// measures the bytes per entry (vector, graph links, bookkeeping) at a
+// million entries.
 //
 // A partition is searched exactly (a scan) while it is small, and through an
 // HNSW graph (hnswlib) once it holds more than `hnsw_threshold` entries.
