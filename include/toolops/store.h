@@ -56,6 +56,7 @@ struct StoreStats {
 
 class FlightCoordinator;
 class BreakerBus;
+class SemanticBus;
 
 class Store {
  public:
@@ -98,6 +99,33 @@ class Store {
   // Circuit-breaker state shared between processes, for stores that can
   // carry it (Redis); null for the others. Owned by the store.
   virtual BreakerBus* breaker_bus() { return nullptr; }
+
+  // Semantic cache entries shared between processes, for stores that can
+  // carry them (Redis); null for the others. Owned by the store.
+  virtual SemanticBus* semantic_bus() { return nullptr; }
+};
+
+// Semantic cache entries shared between processes. Each process keeps its own
+// vector index; what one process learns (a question, its vector and the key of
+// its answer) reaches the indexes of the others through the store, and a
+// process that starts later reads the entries already there. Entries are
+// opaque bytes to the store. Nothing here ever blocks a call: shares are
+// queued and sent by the store's own thread, and handlers run on it.
+class SemanticBus {
+ public:
+  virtual ~SemanticBus() = default;
+
+  // Shares `entry` of `tool_id` until `expires_unix_ns` (wall clock).
+  virtual void Share(std::string_view tool_id, std::string entry, int64_t expires_unix_ns) = 0;
+
+  using EntryHandler = std::function<void(std::string_view entry, int64_t expires_unix_ns)>;
+  // Calls `handler` for each entry another process shares for `tool_id`, and,
+  // soon after, for each entry of `tool_id` already in the store and not
+  // expired (again after the store comes back from an outage, so a handler
+  // must accept an entry twice). Returns an id for Unfollow; after Unfollow
+  // returns, the handler is not running and will not run again.
+  virtual uint64_t Follow(std::string_view tool_id, EntryHandler handler) = 0;
+  virtual void Unfollow(uint64_t follower) = 0;
 };
 
 // Breaker openings announced between processes: a tool that is down for one

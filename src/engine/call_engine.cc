@@ -2,6 +2,7 @@
 
 #include "engine/call_engine.h"
 
+#include "semantic/shared_entry.h"
 #include "store/envelope.h"
 
 #include "base/format.h"
@@ -88,12 +89,32 @@ CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
 
 CallEngine::~CallEngine() {
   if (breaker_store_ != nullptr) breaker_store_->breaker_bus()->Unsubscribe(breaker_subscription_);
+  if (semantic_bus_ != nullptr) semantic_bus_->Unfollow(semantic_follower_);
 }
+
+namespace {
+
+// One id per tool name and version, whatever the process.
+std::string SharedToolId(const ToolSpec& spec) {
+  return Sha256Hex(spec.name + std::string(1, '\0') + spec.version, 8);
+}
+
+// What the vector index keeps with an entry: the exact key's length (4
+// bytes), the key, the question.
+std::string IndexPayload(std::string_view key, std::string_view question) {
+  std::string payload(4, '\0');
+  uint32_t key_size = static_cast<uint32_t>(key.size());
+  std::memcpy(payload.data(), &key_size, 4);
+  payload.append(key);
+  payload.append(question);
+  return payload;
+}
+
+}  // namespace
 
 void CallEngine::ShareBreaker(std::shared_ptr<Store> store) {
   BreakerBus* bus = store->breaker_bus();
-  // One id per tool name and version, whatever the process.
-  std::string tool_id = Sha256Hex(spec_.name + std::string(1, '\0') + spec_.version, 8);
+  std::string tool_id = SharedToolId(spec_);
   Clock* clock = env_.clock;
   CircuitBreaker* breaker = &breaker_;
   breaker_.SetListener(
@@ -340,6 +361,21 @@ void CallEngine::EnableSemantic(const Embedder* embedder) {
   options.dims = embedder->dims();
   options.max_per_partition = policy_.cache.semantic.max_per_partition;
   index_ = std::make_unique<VectorIndex>(options);
+  if (shared_store_ == nullptr || shared_store_->semantic_bus() == nullptr) return;
+  // Entries other processes learn join this process's index (and the ones
+  // already shared, at once): their answers are read from the shared store.
+  semantic_bus_ = shared_store_->semantic_bus();
+  semantic_tool_id_ = SharedToolId(spec_);
+  semantic_follower_ = semantic_bus_->Follow(
+      semantic_tool_id_, [this](std::string_view bytes, int64_t expires_unix_ns) {
+        std::optional<SemanticEntry> entry = DecodeSemanticEntry(bytes, embedder_->dims());
+        if (!entry) return;
+        TimePoint now = env_.clock->Now();
+        TimePoint expires = UnixNanosToSteady(expires_unix_ns, now, UnixNowNanos());
+        if (expires <= now) return;
+        index_->Insert(entry->partition, HashBytes(entry->key), entry->vector, expires,
+                       IndexPayload(entry->key, entry->question));
+      });
 }
 
 std::optional<Bytes> CallEngine::SemanticLookup(const SemanticQuery& query,
@@ -371,8 +407,11 @@ std::optional<Bytes> CallEngine::SemanticLookup(const SemanticQuery& query,
       stats_.Add(Counter::kGuardRefusals);
       continue;
     }
-    std::optional<StoredValue> entry = store_->Get(KeyRef::Of(key), now);
+    KeyRef ref = KeyRef::Of(key);
+    std::optional<StoredValue> entry = store_->Get(ref, now);
     if (entry && now < entry->fresh_until) return std::move(entry->value);
+    // An entry another process learned: its answer is in the shared store.
+    if (std::optional<Bytes> shared = SharedLookup(ref)) return shared;
   }
   return std::nullopt;
 }
@@ -380,13 +419,15 @@ std::optional<Bytes> CallEngine::SemanticLookup(const SemanticQuery& query,
 void CallEngine::SemanticRemember(const SemanticQuery& query, const KeyRef& key,
                                   const std::vector<float>& vector) {
   if (index_ == nullptr || vector.empty()) return;
-  std::string payload(4, '\0');
-  uint32_t key_size = static_cast<uint32_t>(key.bytes.size());
-  std::memcpy(payload.data(), &key_size, 4);
-  payload.append(key.bytes);
-  payload.append(query.text);
-  index_->Insert(query.partition, key.hash, vector, env_.clock->Now() + policy_.cache.ttl,
-                 std::move(payload));
+  TimePoint now = env_.clock->Now();
+  TimePoint expires = now + policy_.cache.ttl;
+  index_->Insert(query.partition, key.hash, vector, expires, IndexPayload(key.bytes, query.text));
+  if (semantic_bus_ != nullptr) {
+    SemanticEntry entry{std::string(query.partition), std::string(key.bytes),
+                        std::string(query.text), vector};
+    semantic_bus_->Share(semantic_tool_id_, EncodeSemanticEntry(entry),
+                         SteadyToUnixNanos(expires, now, UnixNowNanos()));
+  }
 }
 
 std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {

@@ -193,6 +193,11 @@ class CallEngine {
   const Embedder* embedder_ = nullptr;
   std::unique_ptr<VectorIndex> index_;
   MatchGuard guard_;
+  // Semantic entries shared through the shared store (when it can carry
+  // them): the bus, this tool's id on it, and the follower to remove.
+  SemanticBus* semantic_bus_ = nullptr;
+  std::string semantic_tool_id_;
+  uint64_t semantic_follower_ = 0;
 
   std::shared_ptr<Store> breaker_store_;  // Keeps the bus alive.
   uint64_t breaker_subscription_ = 0;

@@ -291,7 +291,10 @@ bool IsCompanionKey(std::string_view key) {
   return key.ends_with(":lease") || key.ends_with(":fence") || key.ends_with(":err");
 }
 
-class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public BreakerBus {
+class RedisStoreImpl final : public RedisStore,
+                             public FlightCoordinator,
+                             public BreakerBus,
+                             public SemanticBus {
  public:
   RedisStoreImpl(RedisStoreOptions options, Clock* clock, UnixClock unix_clock,
                  redis::TlsContext tls)
@@ -303,6 +306,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
                 RealClock()),
         channel_(options_.key_namespace + ":flights"),
         breaker_channel_(options_.key_namespace + ":breakers"),
+        semantic_channel_(options_.key_namespace + ":semantic"),
         instance_(std::to_string(std::random_device()()) + "-" +
                   std::to_string(reinterpret_cast<uintptr_t>(this))) {
     connect_.username = options_.username;
@@ -458,6 +462,37 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
   std::string_view name() const override { return options_.name; }
   FlightCoordinator* coordinator() override { return this; }
   BreakerBus* breaker_bus() override { return this; }
+  SemanticBus* semantic_bus() override { return this; }
+
+  // SemanticBus --------------------------------------------------------------
+
+  void Share(std::string_view tool_id, std::string entry, int64_t expires_unix_ns) override {
+    {
+      std::lock_guard lock(threads_mu_);
+      shares_.push_back(SharedEntry{std::string(tool_id), std::move(entry), expires_unix_ns});
+    }
+    threads_cv_.notify_all();
+  }
+
+  uint64_t Follow(std::string_view tool_id, EntryHandler handler) override {
+    uint64_t id;
+    {
+      std::lock_guard lock(followers_mu_);
+      id = ++last_follower_;
+      followers_[id] = SemanticFollower{std::string(tool_id), std::move(handler)};
+    }
+    {
+      std::lock_guard lock(threads_mu_);
+      catch_ups_.emplace_back(tool_id);
+    }
+    threads_cv_.notify_all();
+    return id;
+  }
+
+  void Unfollow(uint64_t follower) override {
+    std::lock_guard lock(followers_mu_);
+    followers_.erase(follower);
+  }
 
   // BreakerBus ---------------------------------------------------------------
 
@@ -882,16 +917,23 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
     std::unique_lock lock(threads_mu_);
     while (true) {
       threads_cv_.wait_until(lock, next_renewal, [&] {
-        return stopping_ || !announcements_.empty() || !checks_.empty();
+        return stopping_ || !announcements_.empty() || !checks_.empty() || !shares_.empty() ||
+               !catch_ups_.empty();
       });
       if (stopping_) return;
       std::vector<Announcement> announcements = std::move(announcements_);
       std::vector<std::string> checks = std::move(checks_);
+      std::vector<SharedEntry> shares = std::move(shares_);
+      std::vector<std::string> catch_ups = std::move(catch_ups_);
       announcements_.clear();
       checks_.clear();
+      shares_.clear();
+      catch_ups_.clear();
       lock.unlock();
       for (const Announcement& a : announcements) SendAnnouncement(a);
       for (const std::string& tool_id : checks) CheckBreaker(tool_id);
+      for (const SharedEntry& e : shares) SendShare(e);
+      for (const std::string& tool_id : catch_ups) CatchUp(tool_id);
       if (std::chrono::steady_clock::now() < next_renewal) {
         lock.lock();
         continue;
@@ -936,8 +978,9 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
         if (stopping_) return;
       }
       Result<std::unique_ptr<Connection>> c = Connection::Open(seed_, connect_);
-      bool ok = c.ok() && (*c)->Send({"SUBSCRIBE", channel_, breaker_channel_}).ok();
-      for (int confirmations = 0; ok && confirmations < 2; ++confirmations) {
+      bool ok =
+          c.ok() && (*c)->Send({"SUBSCRIBE", channel_, breaker_channel_, semantic_channel_}).ok();
+      for (int confirmations = 0; ok && confirmations < 3; ++confirmations) {
         Result<std::optional<Reply>> confirm = (*c)->Receive(options_.io_timeout);
         ok = confirm.ok() && confirm->has_value() && (**confirm).is_array();
       }
@@ -948,6 +991,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
         // again, and every subscribed breaker reads its tool's state.
         WakeAll();
         RecheckBreakers();
+        CatchUpAll();
         while (true) {
           {
             std::lock_guard lock(threads_mu_);
@@ -960,6 +1004,8 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
           if (m.size() == 3 && m[0].str() == "message") {
             if (m[1].str() == breaker_channel_) {
               OnBreakerMessage(m[2].str());
+            } else if (m[1].str() == semantic_channel_) {
+              OnSemanticMessage(m[2].str());
             } else {
               notifications_.fetch_add(1, std::memory_order_relaxed);
               Wake(m[2].str());
@@ -979,6 +1025,99 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
     int64_t until_unix_ns;
     std::string reason;
   };
+  struct SharedEntry {
+    std::string tool_id;
+    std::string entry;
+    int64_t expires_unix_ns;
+  };
+  struct SemanticFollower {
+    std::string tool_id;
+    EntryHandler handler;
+  };
+
+  // The entries of a tool: a sorted set scored by expiry (unix ms), members
+  // "<instance>\n<entry>". Bounded: past kMaxSharedEntries the entries
+  // closest to expiry leave.
+  static constexpr int64_t kMaxSharedEntries = 200'000;
+  std::string SemanticKey(std::string_view tool_id) const {
+    return options_.key_namespace + ":semantic:{" + std::string(tool_id) + "}";
+  }
+
+  void SendShare(const SharedEntry& e) {
+    int64_t now_ms = unix_clock_() / 1'000'000;
+    int64_t expires_ms = e.expires_unix_ns / 1'000'000;
+    if (expires_ms <= now_ms) return;
+    std::string key = SemanticKey(e.tool_id);
+    std::string member = instance_ + "\n" + e.entry;
+    std::string message = e.tool_id + "\n" + std::to_string(expires_ms) + "\n" + member;
+    std::vector<Reply> replies;
+    (void)Execute(key,
+                  {{"ZADD", key, std::to_string(expires_ms), member},
+                   {"ZREMRANGEBYSCORE", key, "-inf", std::to_string(now_ms)},
+                   {"ZREMRANGEBYRANK", key, "0", std::to_string(-kMaxSharedEntries - 1)},
+                   {"PEXPIREAT", key, std::to_string(expires_ms), "GT"},
+                   {"PUBLISH", semantic_channel_, message}},
+                  &replies);
+  }
+
+  // A follower's first look, and every look after an outage: the entries
+  // of the tool that have not expired, handed to its followers.
+  void CatchUp(const std::string& tool_id) {
+    std::string key = SemanticKey(tool_id);
+    int64_t now_ms = unix_clock_() / 1'000'000;
+    std::vector<Reply> replies;
+    if (!Execute(key, {{"ZRANGEBYSCORE", key, std::to_string(now_ms), "+inf", "WITHSCORES"}},
+                 &replies)
+             .ok() ||
+        !replies[0].is_array()) {
+      return;
+    }
+    const Reply& items = replies[0];
+    for (size_t i = 0; i + 1 < items.size(); i += 2) {
+      uint64_t expires_ms = 0;
+      if (!ParseUint(items[i + 1].str(), &expires_ms)) continue;
+      DispatchEntry(tool_id, items[i].str(), static_cast<int64_t>(expires_ms), /*skip_own=*/false);
+    }
+  }
+
+  void CatchUpAll() {
+    std::vector<std::string> tool_ids;
+    {
+      std::lock_guard lock(followers_mu_);
+      for (const auto& [id, follower] : followers_) tool_ids.push_back(follower.tool_id);
+    }
+    if (tool_ids.empty()) return;
+    {
+      std::lock_guard lock(threads_mu_);
+      catch_ups_.insert(catch_ups_.end(), tool_ids.begin(), tool_ids.end());
+    }
+    threads_cv_.notify_all();
+  }
+
+  // `message` is "<tool id>\n<expires unix ms>\n<instance>\n<entry>".
+  void OnSemanticMessage(std::string_view message) {
+    size_t first = message.find('\n');
+    if (first == std::string_view::npos) return;
+    size_t second = message.find('\n', first + 1);
+    if (second == std::string_view::npos) return;
+    uint64_t expires_ms = 0;
+    if (!ParseUint(message.substr(first + 1, second - first - 1), &expires_ms)) return;
+    DispatchEntry(message.substr(0, first), message.substr(second + 1),
+                  static_cast<int64_t>(expires_ms), /*skip_own=*/true);
+  }
+
+  // `member` is "<instance>\n<entry>".
+  void DispatchEntry(std::string_view tool_id, std::string_view member, int64_t expires_ms,
+                     bool skip_own) {
+    size_t newline = member.find('\n');
+    if (newline == std::string_view::npos) return;
+    if (skip_own && member.substr(0, newline) == instance_) return;
+    std::string_view entry = member.substr(newline + 1);
+    std::lock_guard lock(followers_mu_);
+    for (const auto& [id, follower] : followers_) {
+      if (follower.tool_id == tool_id) follower.handler(entry, expires_ms * 1'000'000);
+    }
+  }
   struct BreakerSubscription {
     std::string tool_id;
     OpenHandler handler;
@@ -1077,6 +1216,7 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
   StoreHealth health_;
   const std::string channel_;
   const std::string breaker_channel_;
+  const std::string semantic_channel_;
   const std::string instance_;  // Tells this store object's announcements apart.
 
   std::mutex pools_mu_;
@@ -1101,6 +1241,11 @@ class RedisStoreImpl final : public RedisStore, public FlightCoordinator, public
   bool stopping_ = false;
   std::vector<Announcement> announcements_;  // Guarded by threads_mu_.
   std::vector<std::string> checks_;          // Guarded by threads_mu_.
+  std::vector<SharedEntry> shares_;          // Guarded by threads_mu_.
+  std::vector<std::string> catch_ups_;       // Guarded by threads_mu_.
+  std::mutex followers_mu_;                  // Held while handlers run, so Unfollow waits for them.
+  uint64_t last_follower_ = 0;
+  std::map<uint64_t, SemanticFollower> followers_;
   std::thread keeper_;
   std::thread subscriber_;
 
