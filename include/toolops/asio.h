@@ -46,11 +46,21 @@ namespace toolops {
 // One upstream attempt of an asynchronous tool, at the level of bytes.
 using AsyncUpstream = std::function<asio::awaitable<Result<Bytes>>(const CallContext&)>;
 
+// What a semantic cache matches for one asynchronous call (SemanticQuery,
+// owned: the leader may outlive the caller's frame).
+struct AsyncSemanticQuery {
+  std::string partition;
+  std::string text;
+};
+
 // Runs one call of `core` after TryFreshHit() missed. `key` is the full
 // canonical key; empty when !core->keyed() or when the arguments could not be
 // encoded (the call then goes upstream without cache or coalescing).
-asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::string key,
-                                         std::shared_ptr<const AsyncUpstream> upstream);
+// `semantic`, when set and the tool has a semantic cache, is looked up by the
+// leader after an exact miss.
+asio::awaitable<Result<Bytes>> CallAsync(
+    std::shared_ptr<ToolCore> core, std::string key, std::shared_ptr<const AsyncUpstream> upstream,
+    std::shared_ptr<const AsyncSemanticQuery> semantic = nullptr);
 
 namespace internal {
 
@@ -98,21 +108,31 @@ class AsyncTool<R(Args...)> {
   // The same, returning the error instead of throwing.
   asio::awaitable<Result<R>> Call(Args... args) const {
     std::string key;
+    std::shared_ptr<AsyncSemanticQuery> semantic;
     if (core_->keyed()) {
+      TextNormalization normalization = core_->policy().cache.normalization;
       key.assign(core_->key_prefix());
-      Status encoded =
-          internal::AppendKeyArgs(&key, core_->policy().cache.normalization, roles_, args...);
+      Status encoded = internal::AppendKeyArgs(&key, normalization, roles_, args...);
       if (!encoded.ok()) {
         key.clear();  // An empty key makes CallAsync go upstream uncached.
       } else if (Bytes hit; core_->TryFreshHit(KeyRef::Of(key), &hit)) {
         co_return ResultCodec<R>::Decode(hit);
+      } else if (core_->semantic()) {
+        semantic = std::make_shared<AsyncSemanticQuery>();
+        semantic->partition = core_->key_prefix();
+        if (!internal::AppendSemanticParts(&semantic->partition, &semantic->text, normalization,
+                                           roles_, args...)
+                 .ok()) {
+          semantic.reset();
+        }
       }
     }
     auto upstream = std::make_shared<const AsyncUpstream>(
         [fn = fn_, tuple = std::tuple<std::decay_t<Args>...>(args...)](const CallContext&) {
           return Attempt(fn, tuple);
         });
-    Result<Bytes> bytes = co_await CallAsync(core_, std::move(key), std::move(upstream));
+    Result<Bytes> bytes =
+        co_await CallAsync(core_, std::move(key), std::move(upstream), std::move(semantic));
     if (!bytes.ok()) co_return bytes.status();
     co_return ResultCodec<R>::Decode(bytes.value());
   }

@@ -200,16 +200,47 @@ struct LeadState {
   std::atomic<Counter> outcome{Counter::kUpstreamError};
 };
 
+// The semantic cache's answer for a leader's question, and the question's
+// vector (kept to remember the question if the call goes upstream).
+struct SemanticFound {
+  std::optional<Bytes> value;
+  std::vector<float> vector;
+};
+
 asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes, uint64_t hash,
                            std::shared_ptr<const AsyncUpstream> upstream, TimePoint deadline,
-                           std::shared_ptr<Flight> flight, std::shared_ptr<LeadState> state) {
+                           std::shared_ptr<Flight> flight, std::shared_ptr<LeadState> state,
+                           std::shared_ptr<const AsyncSemanticQuery> semantic) {
   CallEngine& engine = EngineOf(*core);
   KeyRef key{key_bytes, hash};
   Counter outcome = Counter::kUpstreamError;
   Result<Bytes> result = Status();
-  if (std::optional<Bytes> stored = engine.Recheck(key)) {
+  SemanticFound similar;
+  std::optional<Bytes> stored = engine.Recheck(key);
+  if (!stored && semantic != nullptr && engine.semantic()) {
+    // Embedding and search are CPU work; a candidate's answer may come from
+    // the shared store, so with one the lookup runs off the loop.
+    std::function<SemanticFound()> look = [core, semantic] {
+      SemanticFound found;
+      found.value = EngineOf(*core).SemanticLookup(
+          SemanticQuery{semantic->partition, semantic->text}, &found.vector);
+      return found;
+    };
+    if (engine.shared_store() != nullptr) {
+      similar = co_await OffLoop(engine, std::move(look));
+    } else {
+      similar = look();
+    }
+  }
+  if (stored) {
     outcome = Counter::kFreshHit;
     result = std::move(*stored);
+  } else if (similar.value) {
+    // Kept under this call's own key too: the same question again is an
+    // exact hit.
+    engine.StoreLocal(key, engine.EntryFor(*similar.value));
+    outcome = Counter::kSemanticHit;
+    result = std::move(*similar.value);
   } else if (engine.shared_store() != nullptr) {
     // The tasks own copies of what they use: they may outlive this frame
     // if the event loop is torn down while they run. They are named locals,
@@ -234,6 +265,10 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
     result = co_await RunAttempts(engine, upstream, deadline, &outcome);
     if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));
   }
+  if (result.ok() && semantic != nullptr && outcome == Counter::kUpstreamSuccess) {
+    engine.SemanticRemember(SemanticQuery{semantic->partition, semantic->text}, key,
+                            similar.vector);
+  }
   if (state) state->outcome.store(outcome, std::memory_order_release);
   engine.flights().Finish(key, flight, std::move(result));
 }
@@ -241,7 +276,8 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
 }  // namespace
 
 asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::string key_bytes,
-                                         std::shared_ptr<const AsyncUpstream> upstream) {
+                                         std::shared_ptr<const AsyncUpstream> upstream,
+                                         std::shared_ptr<const AsyncSemanticQuery> semantic) {
   CallEngine& engine = EngineOf(*core);
   auto executor = co_await asio::this_coro::executor;
   KeyRef key = KeyRef::Of(key_bytes);
@@ -263,7 +299,7 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
       engine.stats().Add(Counter::kBackgroundRefresh);
       asio::co_spawn(executor,
                      Lead(core, key_bytes, key.hash, upstream, engine.DeadlineFromNow(),
-                          joined.flight, nullptr),
+                          joined.flight, nullptr, nullptr),
                      asio::detached);
     }
     co_return std::move(found.value);
@@ -288,7 +324,8 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   if (joined.leader) {
     lead = std::make_shared<LeadState>();
     asio::co_spawn(executor,
-                   Lead(core, key_bytes, key.hash, upstream, deadline, joined.flight, lead),
+                   Lead(core, key_bytes, key.hash, upstream, deadline, joined.flight, lead,
+                        std::move(semantic)),
                    asio::detached);
   }
   Duration wait =

@@ -110,6 +110,30 @@ TEST_F(AsioToolTest, ManyConcurrentCoroutinesShareOneUpstreamCall) {
   EXPECT_EQ(tool.core().flights(), 0u);
 }
 
+TEST_F(AsioToolTest, TheSemanticCacheAnswersTheSameQuestionInOtherWords) {
+  std::atomic<int> calls{0};
+  ToolPolicy policy;
+  policy.cache.semantic.params = {"query"};
+  auto search = ReadonlyAsync(
+      {"search", "1", {"query"}}, policy,
+      [&](std::string q) -> asio::awaitable<std::string> {
+        ++calls;
+        co_await Delay(milliseconds(1));
+        co_return "answer to: " + q;
+      },
+      env_);
+  Run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ(co_await search("weather in Paris tomorrow"), "answer to: weather in Paris tomorrow");
+    EXPECT_EQ(co_await search("tomorrow weather in Paris"), "answer to: weather in Paris tomorrow");
+    // Kept under its own key too: asked again, an exact hit.
+    EXPECT_EQ(co_await search("tomorrow weather in Paris"), "answer to: weather in Paris tomorrow");
+    EXPECT_EQ(co_await search("weather in Lyon tomorrow"), "answer to: weather in Lyon tomorrow");
+  });
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(search.stats()[Counter::kSemanticHit], 1u);
+  EXPECT_EQ(search.stats()[Counter::kFreshHit], 1u);
+}
+
 TEST_F(AsioToolTest, RetriesSuspendBetweenAttempts) {
   std::atomic<int> calls{0};
   ToolPolicy policy;
