@@ -83,6 +83,7 @@ enum class ArgTag : uint8_t {
   kInvalidText = 0x07,
   kList = 0x08,
   kMap = 0x09,
+  kBinary = 0x0A,
 };
 
 // Returns `text` normalised per `normalization`. kNone returns the bytes
@@ -189,6 +190,13 @@ class ArgWriter {
     if (normalization_ != TextNormalization::kNone) return NormalizedString(text);
     if (!frames_.empty()) EnterChild();
     AppendTagged(ArgTag::kText, text);
+  }
+
+  // Opaque bytes (never normalised), distinct from any text with the same
+  // bytes: for callers whose arguments may be byte strings (Python bytes).
+  void Binary(std::string_view bytes) {
+    if (!frames_.empty()) EnterChild();
+    AppendTagged(ArgTag::kBinary, bytes);
   }
 
   // Opens a list of exactly `count` values.

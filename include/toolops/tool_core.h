@@ -105,6 +105,12 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   // Sets the fallback used when a call fails after every other layer.
   void SetFallback(BytesFallback fallback);
 
+  // Results for which `storable` returns false are handed to the caller and
+  // its waiters but never cached or shared (counted as not_cached), like
+  // results over cache.max_value_bytes. For codecs that could not encode a
+  // value as data. REQUIRES: set before the first call.
+  void SetStorable(std::function<bool(const Bytes&)> storable);
+
   StatsSnapshot stats() const;
   // "closed", "open" or "half-open".
   std::string_view breaker_state() const;

@@ -426,6 +426,18 @@ TEST(ArgWriterTest, DifferentCallsNeverShareEncoding) {
   }
 }
 
+TEST(ArgWriterTest, BinaryNeverSharesAnEncodingWithTextOfTheSameBytes) {
+  std::string text, binary;
+  ArgWriter t(&text);
+  t.String("abc");
+  ASSERT_TRUE(t.Finish().ok());
+  ArgWriter b(&binary);
+  b.Binary("abc");
+  ASSERT_TRUE(b.Finish().ok());
+  EXPECT_NE(text, binary);
+  EXPECT_EQ(binary, std::string("\x0a\x03" "abc"));
+}
+
 TEST(ArgWriterTest, LongStringsUseMultiByteLengths) {
   const std::string text(300, 'x');
   const std::string bytes = Encode(text);

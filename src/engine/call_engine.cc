@@ -263,7 +263,7 @@ StoredValue CallEngine::EntryFor(const Bytes& value) const {
 
 void CallEngine::StoreLocal(const KeyRef& key, const StoredValue& entry) {
   if (!caching_) return;
-  if (entry.value.size() > policy_.cache.max_value_bytes) {
+  if (!Storable(entry.value)) {
     stats_.Add(Counter::kNotCached);
     return;
   }
@@ -278,7 +278,7 @@ void CallEngine::StoreResult(const KeyRef& key, const Bytes& value) {
   if (!caching_) return;
   StoredValue entry = EntryFor(value);
   StoreLocal(key, entry);
-  if (shared_store_ != nullptr && value.size() <= policy_.cache.max_value_bytes) {
+  if (shared_store_ != nullptr && Storable(value)) {
     Status status = shared_store_->Put(key, entry, env_.clock->Now());
     if (!status.ok()) stats_.Add(Counter::kStoreErrors);
   }
@@ -348,7 +348,7 @@ void CallEngine::EndShared(const KeyRef& key, const FlightCoordinator::Lease& le
   }
   StoredValue entry = EntryFor(result.value());
   StoreLocal(key, entry);
-  if (entry.value.size() <= policy_.cache.max_value_bytes) {
+  if (Storable(entry.value)) {
     coordinator_->Complete(key, lease.token, entry, now);
   } else {
     coordinator_->Release(key, lease.token);  // Too large to share.

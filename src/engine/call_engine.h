@@ -163,6 +163,13 @@ class CallEngine {
   ToolStats& stats() { return stats_; }
 
   void SetFallback(BytesFallback fallback);
+  // See ToolCore::SetStorable. REQUIRES: before the first call.
+  void SetStorable(std::function<bool(const Bytes&)> storable) { storable_ = std::move(storable); }
+  // Whether a result may be cached: within cache.max_value_bytes and
+  // accepted by the storable predicate.
+  bool Storable(const Bytes& value) const {
+    return value.size() <= policy_.cache.max_value_bytes && (!storable_ || storable_(value));
+  }
 
   // Shares this tool's breaker openings through `store`'s BreakerBus
   // (REQUIRES: it has one): announces local openings, and opens on the
@@ -201,6 +208,8 @@ class CallEngine {
 
   std::shared_ptr<Store> breaker_store_;  // Keeps the bus alive.
   uint64_t breaker_subscription_ = 0;
+
+  std::function<bool(const Bytes&)> storable_;  // Set before the first call.
 
   std::mutex fallback_mu_;
   std::shared_ptr<const BytesFallback> fallback_;  // Guarded by fallback_mu_.

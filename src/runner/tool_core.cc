@@ -302,6 +302,10 @@ bool ToolCore::caching() const { return engine_->caching(); }
 bool ToolCore::keyed() const { return engine_->keyed(); }
 const std::string& ToolCore::key_prefix() const { return engine_->key_prefix(); }
 void ToolCore::SetFallback(BytesFallback fallback) { engine_->SetFallback(std::move(fallback)); }
+
+void ToolCore::SetStorable(std::function<bool(const Bytes&)> storable) {
+  engine_->SetStorable(std::move(storable));
+}
 StatsSnapshot ToolCore::stats() const { return engine_->stats().Snapshot(); }
 std::string_view ToolCore::breaker_state() const {
   return BreakerStateName(engine_->breaker().state());

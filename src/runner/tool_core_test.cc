@@ -119,6 +119,26 @@ TEST_F(ToolTest, FreshHitIsServedWithoutCallingUpstream) {
   EXPECT_EQ(s[Counter::kUpstreamSuccess], 2u);
 }
 
+TEST_F(ToolTest, ResultsTheStorablePredicateRefusesAreReturnedButNeverCached) {
+  std::atomic<int> calls{0};
+  auto tool = Readonly(
+      {"t", "1", {"q"}}, ToolPolicy{},
+      [&](const std::string& q) {
+        ++calls;
+        return q == "keep" ? std::string("kept") : std::string("!opaque");
+      },
+      env_);
+  tool.core().SetStorable([](const Bytes& b) { return b.view().substr(0, 1) != "!"; });
+  EXPECT_EQ(tool("drop"), "!opaque");
+  EXPECT_EQ(tool("drop"), "!opaque");
+  EXPECT_EQ(tool("keep"), "kept");
+  EXPECT_EQ(tool("keep"), "kept");
+  EXPECT_EQ(calls.load(), 3);
+  StatsSnapshot s = tool.stats();
+  EXPECT_EQ(s[Counter::kNotCached], 2u);
+  EXPECT_EQ(s[Counter::kFreshHit], 1u);
+}
+
 TEST_F(ToolTest, EntryExpiresAfterTtl) {
   int calls = 0;
   ToolPolicy policy;
