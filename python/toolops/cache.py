@@ -161,8 +161,8 @@ class SemanticCache(CacheStore):
     which an answer is reused (None: the tuned default, 0.90). ``guard``:
     refuse candidates whose numbers, units, negation or names differ.
     ``store``: the exact store the answers live in. ``params``: which
-    parameters are free text (None: the parameters annotated ``str``, else
-    the first one).
+    parameters are free text (None: the first parameter annotated ``str``,
+    else the first parameter; every other parameter must match exactly).
     """
 
     def __init__(self, embedder: Callable[[str], Sequence[float]] | None = None,

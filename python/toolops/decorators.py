@@ -394,7 +394,9 @@ def _wrap(fn: Callable, *, kind: str, options: dict) -> Callable:
                 if text_params is None:
                     keyed = [p for p in params if p.name not in sensitive and
                              (not key_params or p.name in key_params) and p.name != o.get("scope")]
-                    text_params = [p.name for p in keyed if p.annotation in (str, "str")]
+                    # The first text parameter; every other one must match exactly
+                    # (a language, a city code) unless named in semantic_params.
+                    text_params = [p.name for p in keyed if p.annotation in (str, "str")][:1]
                     if not text_params and keyed:
                         text_params = [keyed[0].name]
                 text_params = _names("semantic_params", text_params)
