@@ -9,7 +9,7 @@ packages=(
   libasio-dev libutf8proc-dev libsqlite3-dev libssl-dev libhiredis-dev libpq-dev libxxhash-dev nlohmann-json3-dev libhnswlib-dev libcurl4-openssl-dev
   redis-server redis-tools postgresql openssl
   clang clang-format
-  python3
+  python3 python3-venv python3-dev
 )
 
 missing=()

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: the C++ suite in a normal build, then again under
-# ThreadSanitizer and AddressSanitizer (+UBSan). Installs what it needs first.
+# Runs every test: the C++ suite in a normal build, the Python package's
+# suite (pytest, in a fresh virtual environment with the package installed by
+# pip), then the C++ suite again under ThreadSanitizer and AddressSanitizer
+# (+UBSan). Installs what it needs first.
 #   scripts/test.sh            everything
-#   scripts/test.sh quick      the normal build only
+#   scripts/test.sh quick      the normal build and the Python suite
+#   scripts/test.sh python     the Python suite only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -16,7 +19,31 @@ run_suite() {
   ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$(nproc)" --timeout 600 "$@"
 }
 
+run_python() {
+  echo "=== Python tests"
+  # A virtual environment made anew, so that the run proves a clean install.
+  rm -rf .venv
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet ".[test]"
+  # Run from outside the tree so that the installed package is the one tested.
+  local rc=0
+  (cd python/tests && ../../.venv/bin/python -m pytest -q -p no:cacheprovider .) || rc=$?
+  # pytest's 5 means no test ran: a failure here, never a pass.
+  if [ "$rc" -ne 0 ]; then
+    echo "Python tests failed (pytest exit $rc)" >&2
+    exit 1
+  fi
+}
+
+if [ "${1:-}" = "python" ]; then
+  run_python
+  echo "=== all tests passed"
+  exit 0
+fi
+
 run_suite release build
+run_python
 if [ "${1:-}" != "quick" ]; then
   tsan="halt_on_error=1 second_deadlock_stack=1"
   TSAN_OPTIONS="$tsan" run_suite tsan build-tsan -E '^VectorIndexTest[.]'

@@ -102,6 +102,14 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   // caller makes the full call (which looks the key up properly).
   bool TryFreshHit(const KeyRef& key, Bytes* out);
 
+  // TryFreshHit, then a full read of the local store (which also lets this
+  // thread's next hits of the key take the lock-free path): true, counted,
+  // for a fresh entry; false, counting nothing, otherwise. For runners whose
+  // misses leave the calling thread (the Python asyncio runner), so that a
+  // hit never does. May block on the local store's I/O when it is not the
+  // memory store.
+  bool TryLocalHit(const KeyRef& key, Bytes* out);
+
   // Sets the fallback used when a call fails after every other layer.
   void SetFallback(BytesFallback fallback);
 

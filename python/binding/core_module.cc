@@ -630,7 +630,7 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
     bool encodable = true;
     if (!BuildKey(args, kwargs, &key, nullptr, nullptr, &encodable)) throw nb::python_error();
     if (keyed_ && encodable) {
-      if (Bytes hit; core_->TryFreshHit(KeyRef::Of(key), &hit)) return Decode(hit);
+      if (Bytes hit; core_->TryLocalHit(KeyRef::Of(key), &hit)) return Decode(hit);
     }
     return hooks_.missing;
   }

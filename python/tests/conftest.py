@@ -103,6 +103,14 @@ class PostgresServer:
              "-k", self.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, self.proc, "postgres")
+        # Listening is not ready: wait until it accepts connections.
+        deadline = time.monotonic() + 30
+        while subprocess.run([os.path.join(bindir, "pg_isready"), "-h", "127.0.0.1", "-p",
+                              str(self.port), "-U", "postgres"],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("postgres did not accept connections within 30 s")
+            time.sleep(0.1)
         self.dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def stop(self) -> None:

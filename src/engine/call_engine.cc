@@ -158,6 +158,20 @@ bool CallEngine::TryFreshHit(const KeyRef& key, Bytes* out) {
   return true;
 }
 
+bool CallEngine::TryLocalHit(const KeyRef& key, Bytes* out) {
+  if (!caching_) return false;
+  TimePoint now = env_.clock->NowCoarse();
+  if (store_->GetFresh(key, now, out)) {
+    stats_.Add(Counter::kFreshHit);
+    return true;
+  }
+  std::optional<StoredValue> entry = store_->Get(key, now);
+  if (!entry || now >= entry->fresh_until) return false;
+  stats_.Add(Counter::kFreshHit);
+  *out = std::move(entry->value);
+  return true;
+}
+
 std::optional<Bytes> CallEngine::Recheck(const KeyRef& key) {
   if (!caching_) return std::nullopt;
   TimePoint now = env_.clock->Now();

@@ -56,6 +56,9 @@ class CallEngine {
 
   // A fresh hit, counted; nullopt (nothing counted) otherwise.
   bool TryFreshHit(const KeyRef& key, Bytes* out);
+  // TryFreshHit, then a full read of the local store: a fresh entry there is
+  // a hit too (counted). Anything else counts nothing.
+  bool TryLocalHit(const KeyRef& key, Bytes* out);
 
   // A leader's second look: a call that finished between the first lookup and
   // the taking of the lead has stored its result.

@@ -306,6 +306,8 @@ void ToolCore::SetFallback(BytesFallback fallback) { engine_->SetFallback(std::m
 void ToolCore::SetStorable(std::function<bool(const Bytes&)> storable) {
   engine_->SetStorable(std::move(storable));
 }
+
+bool ToolCore::TryLocalHit(const KeyRef& key, Bytes* out) { return engine_->TryLocalHit(key, out); }
 StatsSnapshot ToolCore::stats() const { return engine_->stats().Snapshot(); }
 std::string_view ToolCore::breaker_state() const {
   return BreakerStateName(engine_->breaker().state());
