@@ -19,6 +19,9 @@
 // its result comes back to the runner through an AttemptDone object, and the
 // call's result reaches the caller's future with call_soon_threadsafe.
 
+#include <Python.h>
+#include <structmember.h>
+
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
@@ -322,7 +325,63 @@ class AttemptDone {
 
 struct ParamSpec {
   std::string name;
+  nb::object name_object;    // The name as an interned str.
   nb::object default_value;  // Invalid when the parameter has no default.
+};
+
+// The arguments of one call, as the vectorcall protocol passes them (an
+// array and a tuple of keyword names) or as a tuple and a dict. Borrowed.
+struct ArgView {
+  PyObject* const* positional = nullptr;
+  Py_ssize_t npositional = 0;
+  PyObject* kwnames = nullptr;             // Vectorcall keyword names, or null.
+  PyObject* const* kwvalues = nullptr;     // Their values.
+  PyObject* kwdict = nullptr;              // Or keywords as a dict, or null.
+
+  static ArgView Of(nb::handle args, nb::handle kwargs) {
+    ArgView v;
+    v.positional = &PyTuple_GET_ITEM(args.ptr(), 0);
+    v.npositional = PyTuple_GET_SIZE(args.ptr());
+    if (kwargs.is_valid() && !kwargs.is_none() && PyDict_GET_SIZE(kwargs.ptr()) > 0) {
+      v.kwdict = kwargs.ptr();
+    }
+    return v;
+  }
+  Py_ssize_t nkeywords() const {
+    if (kwdict != nullptr) return PyDict_GET_SIZE(kwdict);
+    return kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  }
+  // The keyword argument `name`, or null.
+  PyObject* Keyword(PyObject* name) const {
+    if (kwdict != nullptr) return PyDict_GetItem(kwdict, name);
+    if (kwnames == nullptr) return nullptr;
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t j = 0; j < n; ++j) {
+      if (PyTuple_GET_ITEM(kwnames, j) == name) return kwvalues[j];
+    }
+    for (Py_ssize_t j = 0; j < n; ++j) {
+      if (PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, j), name) == 0) return kwvalues[j];
+    }
+    return nullptr;
+  }
+  // A new tuple and dict of these arguments, for calling the function.
+  std::pair<nb::object, nb::object> ToTupleAndDict() const {
+    nb::object tuple = nb::steal(PyTuple_New(npositional));
+    for (Py_ssize_t i = 0; i < npositional; ++i) {
+      Py_INCREF(positional[i]);
+      PyTuple_SET_ITEM(tuple.ptr(), i, positional[i]);
+    }
+    nb::object dict;
+    if (kwdict != nullptr) {
+      dict = nb::borrow(kwdict);
+    } else if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+      dict = nb::steal(PyDict_New());
+      for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(kwnames); ++j) {
+        PyDict_SetItem(dict.ptr(), PyTuple_GET_ITEM(kwnames, j), kwvalues[j]);
+      }
+    }
+    return {std::move(tuple), std::move(dict)};
+  }
 };
 
 class PyTool : public std::enable_shared_from_this<PyTool> {
@@ -383,14 +442,22 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
   // (the call then goes upstream uncached).
   bool BuildKey(nb::handle args, nb::handle kwargs, std::string* key, std::string* partition,
                 std::string* text, bool* encodable) {
+    return BuildKey(ArgView::Of(args, kwargs), key, partition, text, encodable);
+  }
+
+  bool BuildKey(const ArgView& view, std::string* key, std::string* partition,
+                std::string* text, bool* encodable) {
     *encodable = true;
-    PyObject* a = args.ptr();
-    PyObject* kw = kwargs.is_valid() && !kwargs.is_none() ? kwargs.ptr() : nullptr;
-    Py_ssize_t nargs = PyTuple_GET_SIZE(a);
+    Py_ssize_t nargs = view.npositional;
     size_t nparams = params_.size();
     if (static_cast<size_t>(nargs) > nparams + skip_first_) {
       PyErr_Format(PyExc_TypeError, "%s() takes %zu positional arguments but %zd were given",
                    core_->spec().name.c_str(), nparams + skip_first_, nargs);
+      return false;
+    }
+    if (nargs < static_cast<Py_ssize_t>(skip_first_)) {
+      PyErr_Format(PyExc_TypeError, "%s() is a method: call it on an instance",
+                   core_->spec().name.c_str());
       return false;
     }
     // The value of each parameter, in order (borrowed references).
@@ -401,19 +468,19 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
       heap_values.resize(nparams);
       values = heap_values.data();
     }
+    const Py_ssize_t nkw = view.nkeywords();
     Py_ssize_t used_kw = 0;
     for (size_t i = 0; i < nparams; ++i) {
       Py_ssize_t pos = static_cast<Py_ssize_t>(i + skip_first_);
       PyObject* v = nullptr;
       if (pos < nargs) {
-        v = PyTuple_GET_ITEM(a, pos);
-        if (kw != nullptr && PyDict_GetItemString(kw, params_[i].name.c_str()) != nullptr) {
+        v = view.positional[pos];
+        if (nkw > 0 && view.Keyword(params_[i].name_object.ptr()) != nullptr) {
           PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
                        core_->spec().name.c_str(), params_[i].name.c_str());
           return false;
         }
-      } else if (kw != nullptr &&
-                 (v = PyDict_GetItemString(kw, params_[i].name.c_str())) != nullptr) {
+      } else if (nkw > 0 && (v = view.Keyword(params_[i].name_object.ptr())) != nullptr) {
         ++used_kw;
       } else if (params_[i].default_value.is_valid()) {
         v = params_[i].default_value.ptr();
@@ -424,13 +491,15 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
       }
       values[i] = v;
     }
-    if (kw != nullptr && used_kw != PyDict_Size(kw)) {
+    if (used_kw != nkw) {
+      auto [unused_tuple, dict] = view.ToTupleAndDict();
       PyObject *k, *v;
       Py_ssize_t pos = 0;
-      while (PyDict_Next(kw, &pos, &k, &v)) {
+      while (PyDict_Next(dict.ptr(), &pos, &k, &v)) {
         bool known = false;
-        const char* name = PyUnicode_AsUTF8(k);
-        for (const ParamSpec& p : params_) known = known || (name != nullptr && p.name == name);
+        for (const ParamSpec& p : params_) {
+          known = known || PyUnicode_Compare(k, p.name_object.ptr()) == 0;
+        }
         if (!known) {
           PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
                        core_->spec().name.c_str(), k);
@@ -588,16 +657,21 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
 
   // The blocking form: the whole call on this thread.
   nb::object CallSync(nb::args args, nb::kwargs kwargs) {
+    return CallView(ArgView::Of(args, kwargs));
+  }
+
+  nb::object CallView(const ArgView& view) {
     std::string& key = KeyBuffer();
     std::string partition, text;
     bool encodable = true;
-    if (!BuildKey(args, kwargs, &key, semantic_ ? &partition : nullptr, &text, &encodable)) {
+    if (!BuildKey(view, &key, semantic_ ? &partition : nullptr, &text, &encodable)) {
       throw nb::python_error();
     }
     if (keyed_ && encodable) {
       KeyRef ref = KeyRef::Of(key);
       if (Bytes hit; core_->TryFreshHit(ref, &hit)) return Decode(hit);
     }
+    auto [args, kwargs] = view.ToTupleAndDict();
     auto call = std::make_shared<Call>(PyRef(fn_), PyRef(args), PyRef(kwargs));
     std::shared_ptr<PyTool> self = shared_from_this();
     auto make_upstream = [&]() -> Upstream {
@@ -626,9 +700,13 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
   // facade's `missing` sentinel on a miss (also when the call must go
   // upstream uncached).
   nb::object LookupAsync(nb::args args, nb::kwargs kwargs) {
+    return LookupView(ArgView::Of(args, kwargs));
+  }
+
+  nb::object LookupView(const ArgView& view) {
     std::string& key = KeyBuffer();
     bool encodable = true;
-    if (!BuildKey(args, kwargs, &key, nullptr, nullptr, &encodable)) throw nb::python_error();
+    if (!BuildKey(view, &key, nullptr, nullptr, &encodable)) throw nb::python_error();
     if (keyed_ && encodable) {
       if (Bytes hit; core_->TryLocalHit(KeyRef::Of(key), &hit)) return Decode(hit);
     }
@@ -968,6 +1046,7 @@ std::shared_ptr<PyTool> MakeTool(std::string name, std::string version,
   for (size_t i = 0; i < names.size(); ++i) {
     ParamSpec p;
     p.name = names[i];
+    p.name_object = nb::steal(PyUnicode_InternFromString(names[i].c_str()));
     nb::handle d = defaults[i];
     if (!d.is(missing)) p.default_value = nb::borrow(d);
     params.push_back(std::move(p));
@@ -1004,6 +1083,151 @@ std::shared_ptr<Store> GetStore(const std::string& name) {
   Result<std::shared_ptr<Store>> store = StoreRegistry::Default()->Get(name);
   if (!store.ok()) throw nb::key_error(std::string(store.status().message()).c_str());
   return std::move(store).value();
+}
+
+
+// ---------------------------------------------------------------------------
+// The callable a decorator returns for a blocking tool (and the hit lookup of
+// an asynchronous one): a C type with vectorcall, so that a call reaches the
+// core with no Python frame and no argument tuple; a method descriptor, so
+// that it binds to instances like a function; and a __dict__, so that
+// functools.wraps can give it the tool function's name, doc and signature.
+
+struct FastCallable {
+  PyObject_HEAD
+  vectorcallfunc vectorcall;
+  PyObject* dict;
+  PyObject* weakrefs;
+  PyObject* owner;  // The Tool object: keeps `tool` alive.
+  PyTool* tool;
+  int mode;  // kCallMode or kLookupMode.
+};
+
+constexpr int kCallMode = 0;
+constexpr int kLookupMode = 1;
+
+PyObject* FastVectorcall(PyObject* callable, PyObject* const* args, size_t nargsf,
+                         PyObject* kwnames) {
+  auto* self = reinterpret_cast<FastCallable*>(callable);
+  ArgView view;
+  view.positional = args;
+  view.npositional = PyVectorcall_NARGS(nargsf);
+  view.kwnames = kwnames;
+  view.kwvalues = args + view.npositional;
+  try {
+    nb::object result =
+        self->mode == kCallMode ? self->tool->CallView(view) : self->tool->LookupView(view);
+    return result.release().ptr();
+  } catch (nb::python_error& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+int FastTraverse(PyObject* o, visitproc visit, void* arg) {
+  auto* self = reinterpret_cast<FastCallable*>(o);
+  Py_VISIT(self->dict);
+  Py_VISIT(self->owner);
+  Py_VISIT(Py_TYPE(o));
+  return 0;
+}
+
+int FastClear(PyObject* o) {
+  auto* self = reinterpret_cast<FastCallable*>(o);
+  Py_CLEAR(self->dict);
+  Py_CLEAR(self->owner);
+  self->tool = nullptr;
+  return 0;
+}
+
+void FastDealloc(PyObject* o) {
+  PyTypeObject* type = Py_TYPE(o);
+  PyObject_GC_UnTrack(o);
+  auto* self = reinterpret_cast<FastCallable*>(o);
+  if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
+  FastClear(o);
+  type->tp_free(o);
+  Py_DECREF(type);
+}
+
+PyObject* FastCall(PyObject* o, PyObject* args, PyObject* kwargs) {
+  if (reinterpret_cast<FastCallable*>(o)->tool == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "this toolops tool has been cleared");
+    return nullptr;
+  }
+  return PyVectorcall_Call(o, args, kwargs);
+}
+
+PyObject* FastDescrGet(PyObject* self, PyObject* obj, PyObject* type) {
+  if (obj == nullptr || obj == Py_None) {
+    Py_INCREF(self);
+    return self;
+  }
+  return PyMethod_New(self, obj);
+}
+
+PyObject* FastRepr(PyObject* o) {
+  auto* self = reinterpret_cast<FastCallable*>(o);
+  PyObject* name = self->dict ? PyDict_GetItemString(self->dict, "__qualname__") : nullptr;
+  if (name != nullptr) return PyUnicode_FromFormat("<toolops tool %S>", name);
+  return PyUnicode_FromString("<toolops tool>");
+}
+
+PyMemberDef kFastMembers[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(FastCallable, vectorcall), READONLY, nullptr},
+    {"__dictoffset__", T_PYSSIZET, offsetof(FastCallable, dict), READONLY, nullptr},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(FastCallable, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyGetSetDef kFastGetSet[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot kFastSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(FastDealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(FastTraverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(FastClear)},
+    {Py_tp_call, reinterpret_cast<void*>(FastCall)},
+    {Py_tp_descr_get, reinterpret_cast<void*>(FastDescrGet)},
+    {Py_tp_repr, reinterpret_cast<void*>(FastRepr)},
+    {Py_tp_members, kFastMembers},
+    {Py_tp_getset, kFastGetSet},
+    {0, nullptr},
+};
+
+PyType_Spec kFastSpec = {
+    "toolops._core.FastCallable",
+    sizeof(FastCallable),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+        Py_TPFLAGS_METHOD_DESCRIPTOR,
+    kFastSlots,
+};
+
+PyTypeObject* FastType() {
+  static PyTypeObject* type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&kFastSpec));
+  return type;
+}
+
+nb::object MakeFast(nb::handle owner, int mode) {
+  PyTool* tool = nb::inst_ptr<PyTool>(owner);
+  PyTypeObject* type = FastType();
+  if (type == nullptr) throw nb::python_error();
+  auto* self = PyObject_GC_New(FastCallable, type);
+  if (self == nullptr) throw nb::python_error();
+  self->vectorcall = FastVectorcall;
+  self->dict = nullptr;
+  self->weakrefs = nullptr;
+  self->owner = owner.ptr();
+  Py_INCREF(owner.ptr());
+  self->tool = tool;
+  self->mode = mode;
+  PyObject_GC_Track(reinterpret_cast<PyObject*>(self));
+  return nb::steal(reinterpret_cast<PyObject*>(self));
 }
 
 }  // namespace
@@ -1044,6 +1268,7 @@ NB_MODULE(_core, m) {
                    [](PyTool& t) { return nb::bytes(t.core().key_prefix().data(),
                                                     t.core().key_prefix().size()); });
 
+  m.def("make_fast", &toolops::python::MakeFast, nb::arg("tool"), nb::arg("lookup") = false);
   m.def("make_tool", &toolops::python::MakeTool, nb::arg("name"), nb::arg("version"), nb::arg("params"),
         nb::arg("defaults"), nb::arg("skip_first"), nb::arg("policy"), nb::arg("fn"),
         nb::arg("hooks"), nb::arg("embedder").none(), nb::arg("embedder_dims"));

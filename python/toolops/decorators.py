@@ -484,12 +484,12 @@ def _wrap(fn: Callable, *, kind: str, options: dict) -> Callable:
 
 def _make_wrapper(fn: Callable, core: Any, is_async: bool, bind: Callable | None,
                   fallback: Callable | None, tags_fn: Callable | None) -> Callable:
-    call, lookup, start = core.call, core.lookup, core.start
+    # The fast forms: C callables that reach the core with no Python frame.
+    call, lookup, start = _core.make_fast(core, 0), _core.make_fast(core, 1), core.start
     missing = _MISSING
     if not is_async:
         if bind is None and fallback is None and tags_fn is None:
-            def wrapper(*args, **kwargs):
-                return call(*args, **kwargs)
+            return call
         else:
             def wrapper(*args, **kwargs):
                 flat = bind(args, kwargs) if bind else None
