@@ -220,3 +220,22 @@ def test_async_fallback_function_may_be_a_coroutine():
         raise ConnectionError("down")
 
     assert run(down("x")) == "fallback x"
+
+
+def test_the_attempt_sees_the_callers_context_variables():
+    import contextvars
+
+    request_id = contextvars.ContextVar("request_id", default=None)
+    seen = []
+
+    @readonly()
+    async def f(q: str) -> str:
+        seen.append(request_id.get())
+        return q
+
+    async def main():
+        request_id.set("req-42")
+        return await f("x")
+
+    assert run(main()) == "x"
+    assert seen == ["req-42"]

@@ -40,6 +40,7 @@ Differences from ToolOps 1.0, on purpose:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import math
@@ -161,8 +162,9 @@ def _complete(fut: asyncio.Future, ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
-def _settle(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, ok: bool, value: Any) -> None:
-    loop.call_soon_threadsafe(_complete, fut, ok, value)
+def _settle(where: tuple, fut: asyncio.Future, ok: bool, value: Any) -> None:
+    # `where` is (loop, context) of the call, as the wrapper passed it.
+    where[0].call_soon_threadsafe(_complete, fut, ok, value)
 
 
 def _attempt_starter(attempt_timeout: float | None) -> Callable:
@@ -180,14 +182,17 @@ def _attempt_starter(attempt_timeout: float | None) -> Callable:
         else:
             done.set_result(value)
 
-    def spawn(fn: Callable, args: tuple, kwargs: dict | None, done: Any) -> None:
-        task = asyncio.ensure_future(run(fn, args, kwargs, done))
+    def spawn(loop: asyncio.AbstractEventLoop, context: Any, fn: Callable, args: tuple,
+              kwargs: dict | None, done: Any) -> None:
+        # The attempt sees the caller's context variables (tracing, request ids).
+        task = loop.create_task(run(fn, args, kwargs, done), context=context)
         _ATTEMPTS.add(task)
         task.add_done_callback(_ATTEMPTS.discard)
 
-    def start(loop: asyncio.AbstractEventLoop, fn: Callable, args: tuple, kwargs: dict | None,
-              done: Any, attempt: int) -> None:
-        loop.call_soon_threadsafe(spawn, fn, args, kwargs, done)
+    def start(where: tuple, fn: Callable, args: tuple, kwargs: dict | None, done: Any,
+              attempt: int) -> None:
+        loop, context = where
+        loop.call_soon_threadsafe(spawn, loop, context, fn, args, kwargs, done)
 
     return start
 
@@ -508,7 +513,7 @@ def _make_wrapper(fn: Callable, core: Any, is_async: bool, bind: Callable | None
     async def run_async(args: tuple, kwargs: dict):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        start(args, kwargs, loop, fut)
+        start(args, kwargs, (loop, contextvars.copy_context()), fut)
         return await fut
 
     if bind is None and fallback is None and tags_fn is None:
