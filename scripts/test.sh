@@ -25,7 +25,8 @@ run_python() {
   rm -rf .venv
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet ".[test]"
+  # The package, pytest, and the real frameworks the adapters are tested on.
+  .venv/bin/pip install --quiet ".[test,frameworks]"
   # Run from outside the tree so that the installed package is the one tested.
   local rc=0
   (cd python/tests && ../../.venv/bin/python -m pytest -q -p no:cacheprovider .) || rc=$?

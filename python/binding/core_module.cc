@@ -112,6 +112,8 @@ constexpr char kTagOpaque = '\x7f';  // A handle to an object that could not be 
 // Touched only with the GIL held.
 class OpaqueResults {
  public:
+  // Handles live until kMax newer ones exist: long enough for every waiter
+  // of a call to decode its result, which happens as soon as it completes.
   std::string Put(nb::handle value) {
     uint64_t id = next_++;
     objects_.emplace(id, nb::borrow(value));
@@ -133,7 +135,7 @@ class OpaqueResults {
   }
 
  private:
-  static constexpr size_t kMax = 4096;
+  static constexpr size_t kMax = 1 << 16;
   uint64_t next_ = 1;
   std::unordered_map<uint64_t, nb::object> objects_;
   std::deque<uint64_t> order_;

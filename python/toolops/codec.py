@@ -95,9 +95,11 @@ class DataclassCodec:
         return self.cls(**json.loads(data[1:].decode("utf-8")))
 
 
-def result_hooks(codec: Any, tool_name: str) -> tuple[Callable, Callable]:
-    """The encode and decode hooks the binding calls for one tool."""
-    warned = False
+def result_hooks(codec: Any, tool_name: str, cached: bool = True) -> tuple[Callable, Callable]:
+    """The encode and decode hooks the binding calls for one tool. Results
+    of a tool that is never cached (a side effect) are not reported when the
+    codec cannot encode them: they are handed to the caller as they are."""
+    warned = not cached
 
     def encode(value: Any) -> bytes | None:
         nonlocal warned

@@ -440,7 +440,7 @@ def _wrap(fn: Callable, *, kind: str, options: dict) -> Callable:
     codec = o.get("codec") or JsonCodec()
     if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
         raise PolicyError(f"codec is {codec!r}; it must have encode(value) and decode(data)")
-    encode, decode = result_hooks(codec, name)
+    encode, decode = result_hooks(codec, name, cached=kind == "readonly")
     hooks = {
         "to_data": to_data, "encode": encode, "decode": decode,
         "classify": _classifier(retry_on), "make_error": _make_error,
