@@ -334,6 +334,7 @@ TEST_P(SharedTierTest, ServerStoppedDuringALoadFailsNoCallAndSharingResumes) {
   std::atomic<int> wrong{0};
   std::atomic<bool> stopped{false};
   std::atomic<bool> stop_done{false};
+  std::atomic<int64_t> restart_done_ns{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
@@ -347,6 +348,7 @@ TEST_P(SharedTierTest, ServerStoppedDuringALoadFailsNoCallAndSharingResumes) {
           // The other threads go on calling meanwhile.
           while (!stop_done) std::this_thread::sleep_for(milliseconds(1));
           server_.Start();
+          restart_done_ns = std::chrono::steady_clock::now().time_since_epoch().count();
         }
         int id = i / 2;  // Two calls per id, likely in different "processes".
         Result<std::string> r = tool.Call(id);
@@ -376,6 +378,15 @@ TEST_P(SharedTierTest, ServerStoppedDuringALoadFailsNoCallAndSharingResumes) {
     (void)tool2(id);
     if (tool2.stats()[Counter::kSharedHits] > before) {
       shared = true;
+      std::chrono::steady_clock::time_point restart_done{
+          std::chrono::steady_clock::duration(restart_done_ns.load())};
+      std::printf(
+          "figure (%s): server stopped at call %d and started at call %d of %d: %d failed, "
+          "%d wrong; sharing back %lld ms after the server accepted connections again\n",
+          store_name(), kCalls / 3, 2 * kCalls / 3, kCalls, failed.load(), wrong.load(),
+          static_cast<long long>(std::chrono::duration_cast<milliseconds>(
+                                     std::chrono::steady_clock::now() - restart_done)
+                                     .count()));
       break;
     }
     std::this_thread::sleep_for(milliseconds(10));

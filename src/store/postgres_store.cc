@@ -1008,17 +1008,19 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
     std::string digest = StoreKeyDigest(namespace_, key.bytes);
     if (digest.empty()) return Failed(), WaitResult{};
     uint64_t holder = lease.token;
-    std::unique_lock<Mutex> lock(waiters_mu_);
-    WaitSlot& slot = waiters_[digest];
-    ++slot.users;
-    lock.unlock();
+    {
+      MutexLock lock(&waiters_mu_);
+      ++waiters_[digest].users;
+    }
 
     WaitResult result;
     while (true) {
       // The generation before looking: a notification after it wakes us.
-      lock.lock();
-      uint64_t generation = slot.generation;
-      lock.unlock();
+      uint64_t generation = 0;
+      {
+        MutexLock lock(&waiters_mu_);
+        generation = waiters_[digest].generation;
+      }
 
       Params params;
       params.Text(digest);
@@ -1073,14 +1075,16 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
       Duration poll = listening_.load(std::memory_order_relaxed) ? follower_poll_ : kUnnotifiedPoll;
       TimePoint wake = real_now + poll;
       if (until != TimePoint::max()) wake = std::min(wake, real_now + (until - clock_->Now()));
-      lock.lock();
+      std::unique_lock<Mutex> lock(waiters_mu_);
+      waiters_mu_.AssertHeld();                 // The lock above holds it.
+      const WaitSlot& slot = waiters_[digest];  // Nodes stay put: the reference outlives rehashes.
       waiters_cv_.wait_until(lock, wake, [&]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS {
         return slot.generation != generation;
       });
-      lock.unlock();
     }
-    lock.lock();
-    if (--slot.users == 0) waiters_.erase(digest);
+    MutexLock lock(&waiters_mu_);
+    auto slot = waiters_.find(digest);
+    if (--slot->second.users == 0) waiters_.erase(slot);
     return result;
   }
 
@@ -1186,6 +1190,7 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
     while (true) {
       {
         std::unique_lock<Mutex> lock(threads_mu_);
+        threads_mu_.AssertHeld();  // The lock above holds it.
         threads_cv_.wait_for(lock, period,
                              [this]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS { return stopping_; });
         if (stopping_) return;
