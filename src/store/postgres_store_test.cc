@@ -1092,6 +1092,72 @@ TEST_F(PostgresStoreTest, FollowerFollowsANewLeaderAfterATakeover) {
   EXPECT_EQ(got.error.message(), "gone");
 }
 
+TEST_F(PostgresStoreTest, ValueWrittenWithoutANotificationIsFoundByTheFallbackLook) {
+  PostgresStoreOptions o = Options();
+  o.follower_poll = milliseconds(100);
+  auto a = Open(o);
+  auto b = Open(o);
+  std::string key = ToolKey("t", "unnotified");
+  KeyRef k = KeyRef::Of(key);
+  ASSERT_EQ(a->coordinator()->Acquire(k).role, Role::kLeader);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(milliseconds(150));
+    PutOrFail(*a, key, "quiet");  // A plain write sends no notification.
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  writer.join();
+  ASSERT_EQ(got.kind, WaitKind::kValue);
+  EXPECT_EQ(got.value->value.view(), "quiet");
+  EXPECT_EQ(b->counters().notifications, 0u);
+}
+
+TEST_F(PostgresStoreTest, ListeningConnectionLostIsReopenedAndNotificationsResume) {
+  PostgresStoreOptions o = Options();
+  o.follower_poll = seconds(5);
+  auto a = Open(o);
+  auto b = Open(o);
+  ASSERT_TRUE(b->listening());
+  // The server ends every listening session (and nothing else of ours).
+  RawTable raw = Raw();
+  const std::string listeners =
+      "SELECT {} FROM pg_stat_activity WHERE (query LIKE 'LISTEN %' OR query = 'SELECT 1')";
+  auto listeners_sql = [&](const std::string& what) {
+    std::string sql = listeners;
+    return sql.replace(sql.find("{}"), 2, what);
+  };
+  std::string old_pids = raw.Scalar(listeners_sql("string_agg(pid::text, ',')"));
+  ASSERT_FALSE(old_pids.empty());
+  EXPECT_EQ(raw.Scalar(listeners_sql("count(pg_terminate_backend(pid))")), "2");
+  // Both stores listen again, on new sessions.
+  auto until = std::chrono::steady_clock::now() + seconds(10);
+  while (raw.Scalar(listeners_sql("count(*)") + " AND pid NOT IN (" + old_pids + ")") != "2" ||
+         !b->listening()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the listener did not come back";
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  // A follower is woken by the notification again, well before its 5 s look.
+  std::string key = ToolKey("t", "relisten");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::chrono::steady_clock::time_point completed;
+  std::thread completer([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    completed = std::chrono::steady_clock::now();
+    a->coordinator()->Complete(k, leader.token, ValueOf("again"), clock_.Now());
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  auto woke = std::chrono::steady_clock::now();
+  completer.join();
+  ASSERT_EQ(got.kind, WaitKind::kValue);
+  EXPECT_LT(woke - completed, seconds(4));
+  EXPECT_GE(b->counters().notifications, 1u);
+}
+
 TEST_F(PostgresStoreTest, DamagedValueIsNeverHandedToAFollower) {
   auto a = Open();
   auto b = Open();
