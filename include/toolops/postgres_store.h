@@ -20,8 +20,12 @@
 // connect_timeout, each statement by statement_timeout on the server and by
 // statement_timeout + 250 ms on the client, which then drops the connection.
 // After a failed connection attempt the store stops trying for a pause that
-// grows from 50 ms to 2 s while the server stays unreachable, so that a dead
-// server costs calls a failed lookup, not a connect timeout each.
+// grows from 50 ms to outage_max_backoff (2 s) while the server stays
+// unreachable, and after a failed operation it skips operations (a miss at
+// once) for a backoff from outage_initial_backoff to outage_max_backoff, so
+// that a dead server costs calls a failed lookup, not a connect timeout
+// each. Each outage is logged once when it starts and once when it ends
+// ("store.down" / "store.up").
 //
 // Safe for concurrent use: each operation takes a connection from a small
 // pool (one thread per connection at a time) and runs statements prepared on
