@@ -177,9 +177,9 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
     // Takes the lease ($1 digest, $2 holder, $3 TTL in us) if there is none
     // or it has expired (clearing the former leader's error), in one
     // statement: the upsert locks the row, so of racing takers exactly one
-    // finds it expired. A lease held by someone
-    // else is left as it is (the update writes the same values back) and
-    // reported. Returns the token and whether $2 holds it now.
+    // finds it expired. A lease held by someone else is left as it is (the
+    // update writes the same values back) and reported. Returns the token
+    // and whether $2 holds it now.
     {"toolops_acquire",
      "INSERT INTO {l} AS l (digest, token, holder, expires_at)"
      " VALUES ($1, nextval('{s}'), $2, {now} + $3)"
