@@ -245,20 +245,27 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
 // The server's clock, in Unix microseconds: the clock of every lease.
 constexpr std::string_view kServerNow = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
+// Whether every table, index and sequence exists, and the entry table's
+// comment: when all are there, Open takes no lock (CREATE INDEX IF NOT
+// EXISTS takes one that stops the table's writers even when the index
+// exists).
+constexpr const char* kSchemaPresentSql =
+    "SELECT to_regclass('{t}') IS NOT NULL AND to_regclass('\"{n}_stale_until\"') IS NOT NULL"
+    " AND to_regclass('\"{n}_tool\"') IS NOT NULL AND to_regclass('{l}') IS NOT NULL"
+    " AND to_regclass('\"{n}_leases_expiry\"') IS NOT NULL"
+    " AND to_regclass('\"{n}_lease_token\"') IS NOT NULL,"
+    " coalesce(obj_description(to_regclass('{t}'), 'pg_class'), '')";
+
 // Creates the tables, their indexes and the token sequence, and reads the
 // entry table's comment, in one transaction that the caller ends. {t} and
 // {l} are the quoted table names, {n} the bare one (for the lock key and the
-// index and sequence names).
+// index and sequence names). The lease table comes first: completion
+// statements lock it before the entry table, and so must this transaction
+// (CREATE INDEX locks its table even when the index exists), or the two can
+// deadlock.
 constexpr const char* kSchemaSql =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(hashtext('toolops schema {n}'));"
-    "CREATE TABLE IF NOT EXISTS {t} ("
-    " digest text COLLATE \"C\" PRIMARY KEY,"
-    " tool text COLLATE \"C\" NOT NULL,"
-    " stale_until bigint NOT NULL,"
-    " envelope bytea NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS \"{n}_stale_until\" ON {t} (stale_until);"
-    "CREATE INDEX IF NOT EXISTS \"{n}_tool\" ON {t} (tool);"
     "CREATE TABLE IF NOT EXISTS {l} ("
     " digest text COLLATE \"C\" PRIMARY KEY,"
     " token bigint NOT NULL,"
@@ -269,6 +276,13 @@ constexpr const char* kSchemaSql =
     " error_until bigint NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS \"{n}_leases_expiry\" ON {l} (expires_at);"
     "CREATE SEQUENCE IF NOT EXISTS \"{n}_lease_token\";"
+    "CREATE TABLE IF NOT EXISTS {t} ("
+    " digest text COLLATE \"C\" PRIMARY KEY,"
+    " tool text COLLATE \"C\" NOT NULL,"
+    " stale_until bigint NOT NULL,"
+    " envelope bytea NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS \"{n}_stale_until\" ON {t} (stale_until);"
+    "CREATE INDEX IF NOT EXISTS \"{n}_tool\" ON {t} (tool);"
     "SELECT coalesce(obj_description('{t}'::regclass, 'pg_class'), '')";
 
 std::string ReplaceAll(std::string text, std::string_view from, std::string_view to) {
@@ -491,10 +505,35 @@ struct Config {
 // EXISTS alone can fail when two sessions create one table at once.
 Status SetUpSchema(Connection& connection, const Config& config, const std::string& raw_table) {
   const std::string& t = config.table;
-  std::string sql = ReplaceAll(ReplaceAll(ReplaceAll(kSchemaSql, "{t}", t), "{l}", config.leases),
-                               "{n}", raw_table);
+  auto names = [&](const char* sql) {
+    return ReplaceAll(ReplaceAll(ReplaceAll(sql, "{t}", t), "{l}", config.leases), "{n}",
+                      raw_table);
+  };
+  // A table's comment: OK for ours of a version we read.
+  auto check = [&](const std::string& text) {
+    if (!text.starts_with(kSchemaComment)) {
+      return StoreError(StatusCode::kFailedPrecondition, config.name,
+                        "table " + t + " is not a toolops table (its comment is '" + text + "')");
+    }
+    int version = std::atoi(text.c_str() + kSchemaComment.size());
+    if (version > kSchemaVersion) {
+      return StoreError(StatusCode::kFailedPrecondition, config.name,
+                        "table " + t + " has schema version " + std::to_string(version) +
+                            "; this build reads version " + std::to_string(kSchemaVersion));
+    }
+    return Status::Ok();
+  };
   Duration timeout = config.statement_timeout + kReplyGrace;
-  Result<PgResult> comment = Exec(connection, sql, timeout);
+
+  // All there and stamped: nothing to create.
+  Result<PgResult> present = Exec(connection, names(kSchemaPresentSql), timeout);
+  if (present.ok() && PQntuples(present->get()) == 1 &&
+      std::string_view(PQgetvalue(present->get(), 0, 0)) == "t") {
+    std::string text = PQgetvalue(present->get(), 0, 1);
+    if (!text.empty()) return check(text);
+  }
+
+  Result<PgResult> comment = Exec(connection, names(kSchemaSql), timeout);
   if (!comment.ok()) {
     return StoreError(StatusCode::kUnavailable, config.name,
                       "cannot create table " + t + ": " + std::string(comment.status().message()));
@@ -506,16 +545,8 @@ Status SetUpSchema(Connection& connection, const Config& config, const std::stri
   if (text.empty()) {
     finish = "COMMENT ON TABLE " + t + " IS '" + std::string(kSchemaComment) +
              std::to_string(kSchemaVersion) + "';COMMIT";
-  } else if (!text.starts_with(kSchemaComment)) {
-    return StoreError(StatusCode::kFailedPrecondition, config.name,
-                      "table " + t + " is not a toolops table (its comment is '" + text + "')");
-  } else {
-    int version = std::atoi(text.c_str() + kSchemaComment.size());
-    if (version > kSchemaVersion) {
-      return StoreError(StatusCode::kFailedPrecondition, config.name,
-                        "table " + t + " has schema version " + std::to_string(version) +
-                            "; this build reads version " + std::to_string(kSchemaVersion));
-    }
+  } else if (Status ours = check(text); !ours.ok()) {
+    return ours;
   }
   Result<PgResult> done = Exec(connection, finish, timeout);
   if (!done.ok()) {

@@ -1180,6 +1180,37 @@ TEST_F(PostgresStoreTest, DamagedValueIsNeverHandedToAFollower) {
   EXPECT_EQ(b->coordinator()->Acquire(k).role, Role::kLeader);
 }
 
+TEST_F(PostgresStoreTest, SettingUpTheTablesWhileLeadersCompleteNeverDeadlocks) {
+  auto leader = Open();
+  ASSERT_NE(leader, nullptr);
+  std::atomic<bool> done{false};
+  std::atomic<int> completed{0};
+  std::thread completing([&] {
+    for (int i = 0; !done; ++i) {
+      std::string key = ToolKey("t", "k" + std::to_string(i % 20));
+      FlightCoordinator::Lease lease = leader->coordinator()->Acquire(KeyRef::Of(key));
+      if (lease.role != Role::kLeader) continue;
+      if (leader->coordinator()->Complete(KeyRef::Of(key), lease.token, ValueOf("v"),
+                                          clock_.Now())) {
+        ++completed;
+      }
+    }
+  });
+  // Each Open runs the creation transaction (an index is missing), whose
+  // CREATE INDEX statements lock both tables while completions lock them too.
+  RawTable raw = Raw();
+  for (int i = 0; i < 15; ++i) {
+    raw.Exec("DROP INDEX IF EXISTS \"" + table_ + "_tool\"");
+    Result<std::unique_ptr<PostgresStore>> opened =
+        PostgresStore::Open(Options(), &clock_, FakeUnix());
+    EXPECT_TRUE(opened.ok()) << i << ": " << opened.status().ToString();
+  }
+  done = true;
+  completing.join();
+  EXPECT_GT(completed.load(), 0);
+  EXPECT_EQ(leader->counters().failed, 0u);
+}
+
 TEST_F(PostgresStoreTest, ExpiredLeasesArePurgedInBatches) {
   PostgresStoreOptions o = Options();
   o.purge_batch = 100;
