@@ -3,7 +3,9 @@
 // PostgresStore: the Store shared by processes on many hosts. Entries live in
 // one table of a PostgreSQL server, reached through libpq; any number of
 // processes may use one table at once (the write is an upsert, so racing
-// writers of one key leave exactly one of their values).
+// writers of one key leave exactly one of their values). It also coordinates
+// coalescing across processes (coordinator(): leases with fencing tokens in a
+// second table, completions announced with LISTEN / NOTIFY).
 //
 // What reaches the server is the shared out-of-process format of
 // src/store/envelope.h: keys as SHA-256 digests (raw arguments never leave
@@ -18,8 +20,12 @@
 // connect_timeout, each statement by statement_timeout on the server and by
 // statement_timeout + 250 ms on the client, which then drops the connection.
 // After a failed connection attempt the store stops trying for a pause that
-// grows from 50 ms to 2 s while the server stays unreachable, so that a dead
-// server costs calls a failed lookup, not a connect timeout each.
+// grows from 50 ms to outage_max_backoff (2 s) while the server stays
+// unreachable, and after a failed operation it skips operations (a miss at
+// once) for a backoff from outage_initial_backoff to outage_max_backoff, so
+// that a dead server costs calls a failed lookup, not a connect timeout
+// each. Each outage is logged once when it starts and once when it ends
+// ("store.down" / "store.up").
 //
 // Safe for concurrent use: each operation takes a connection from a small
 // pool (one thread per connection at a time) and runs statements prepared on
@@ -27,6 +33,20 @@
 // broke or timed out is closed and replaced on next use; one found dead on
 // first use after idling (the server restarted meanwhile) is replaced and the
 // statement run again once, so a restart between two calls fails neither.
+//
+// Coalescing across processes: a leader's lease is a row of the lease table
+// (key digest, fencing token from a sequence, holder, expiry on the server's
+// clock), taken by one statement when absent or expired and renewed every
+// lease_ttl / 3 by a thread of the store while the leader works. The leader's
+// value is written by the statement that releases its lease, and only while
+// the lease still carries the leader's token: a leader whose lease expired
+// and was taken over cannot overwrite the newer leader's result. Completion
+// and release send a notification (pg_notify, one channel per table and
+// namespace, the key digest as payload) that a second thread, LISTENing on a
+// connection of its own, turns into wake-ups of the followers waiting here;
+// followers also look again every follower_poll, so a lost notification
+// costs latency, never a call. Lease rows are purged with the entries, once
+// expired for longer than error_ttl + lease_ttl.
 //
 // Known gaps: the table has no size bound; entries leave only when their
 // stale_until passes (purged in batches on Put) or when erased. Rows hold
@@ -80,6 +100,25 @@ struct PostgresStoreOptions {
   // Expired rows deleted by one purge (at most one purge a second, on Put).
   // Positive.
   size_t purge_batch = 500;
+
+  // While the server is unreachable, operations are skipped (a miss at once)
+  // and connection attempts paced: the pause starts at
+  // outage_initial_backoff and doubles up to outage_max_backoff. Both
+  // positive, initial not above max.
+  Duration outage_initial_backoff = std::chrono::milliseconds(100);
+  Duration outage_max_backoff = std::chrono::seconds(2);
+
+  // Coalescing across processes: a leader's lease lasts lease_ttl and is
+  // renewed every lease_ttl / 3 while the leader lives, so a leader that
+  // dies is replaced within about lease_ttl. At least 30 ms.
+  Duration lease_ttl = std::chrono::seconds(5);
+  // How long a leader's error stays visible to the followers of that lease.
+  // Positive.
+  Duration error_ttl = std::chrono::seconds(2);
+  // A follower looks at the lease again at least this often, in case a
+  // notification was lost (the listening connection is down, or it raced).
+  // Positive.
+  Duration follower_poll = std::chrono::milliseconds(200);
 };
 
 // Counters the StoreStats struct has no field for.
@@ -95,6 +134,19 @@ struct PostgresStoreCounters {
   uint64_t purged = 0;
   // Connections closed because they broke, timed out or were found dead.
   uint64_t connections_dropped = 0;
+  // Outages begun (operations failing for want of a server, until one works
+  // again).
+  uint64_t outages = 0;
+  // Leases this process took, leases that ended before their holder
+  // completed (not renewed in time), and results refused because the lease
+  // had passed to a newer leader (fencing).
+  uint64_t leases_taken = 0;
+  uint64_t leases_lost = 0;
+  uint64_t fenced = 0;
+  // Completion notifications received on the listening connection.
+  uint64_t notifications = 0;
+  // Lease rows deleted by purge batches.
+  uint64_t leases_purged = 0;
 };
 
 class PostgresStore : public Store {
@@ -106,7 +158,11 @@ class PostgresStore : public Store {
   // libpq cannot parse, FailedPrecondition for a table written by a newer
   // schema, and Unavailable (guard kStore) when the server cannot be reached
   // or set up within the timeouts. `clock` must outlive the store. An empty
-  // `unix_clock` reads std::chrono::system_clock.
+  // `unix_clock` reads std::chrono::system_clock. Also creates the lease
+  // table and its token sequence if missing, opens the listening connection
+  // (a failure there is retried in the background, not an error) and starts
+  // the store's two threads (lease renewal, notifications); the destructor
+  // stops them.
   static Result<std::unique_ptr<PostgresStore>> Open(const PostgresStoreOptions& options,
                                                      Clock* clock = RealClock(),
                                                      UnixClock unix_clock = nullptr);
@@ -137,10 +193,19 @@ class PostgresStore : public Store {
   virtual PostgresStoreCounters counters() const = 0;
 
   // Deletes up to purge_batch rows (of any namespace) whose stale_until has
-  // passed; returns how many. Rows another session is purging at the same
-  // moment are skipped, not waited for. Put does this on its own; this is
-  // for tools and tests.
+  // passed, and up to purge_batch lease rows expired for longer than
+  // error_ttl + lease_ttl; returns how many entry rows (lease rows are
+  // counted in counters().leases_purged). Rows another session is purging
+  // at the same moment are skipped, not waited for. Put does this on its
+  // own; this is for tools and tests.
   virtual size_t PurgeExpired() = 0;
+
+  // Whether the store is in an outage (operations skipped until a probe
+  // succeeds).
+  virtual bool down() const = 0;
+  // Whether the notification connection is LISTENing now (followers then
+  // wake on notifications; otherwise they look again every 20 ms).
+  virtual bool listening() const = 0;
 };
 
 // Opens a PostgresStore (see PostgresStore::Open) as a plain Store.

@@ -131,8 +131,9 @@ class ValkeyCache(RedisCache):
 
 class PostgresCache(CacheStore):
     """One PostgreSQL table shared by processes on many hosts, durable, with
-    expired rows purged in batches. ``dsn`` is a libpq connection string or
-    URL."""
+    expired rows purged in batches; coalescing across processes through
+    leases with fencing tokens (a second table, LISTEN / NOTIFY); outages
+    never fail a call. ``dsn`` is a libpq connection string or URL."""
 
     shared = True
 

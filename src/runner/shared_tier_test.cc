@@ -1,10 +1,12 @@
 // src/runner/shared_tier_test.cc
 //
-// Wrapped tools with a Redis shared store (cache.shared_store), against a
-// real redis-server: hits from another process's results, one upstream call
-// for concurrent callers in several "processes" of this test and in several
-// real processes (toolops_shared_worker), a leader killed with SIGKILL, and
-// Redis stopped and started in the middle of a load.
+// Wrapped tools with a shared store (cache.shared_store), each test run once
+// against a real redis-server and once against a real PostgreSQL server
+// (both private to the test): hits from another process's results, one
+// upstream call for concurrent callers in several "processes" of this test
+// and in several real processes (toolops_shared_worker), a leader killed
+// with SIGKILL, and the server stopped and started in the middle of a load.
+// Breaker sharing, which only Redis carries, is tested on Redis alone.
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -28,10 +30,12 @@
 #include <thread>
 #include <vector>
 
+#include "postgres_server.h"
 #include "redis_server.h"
 #include "toolops/asio.h"
 #include "toolops/environment.h"
 #include "toolops/log.h"
+#include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
 #include "toolops/tool.h"
 
@@ -41,6 +45,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::ChildProcess;
+using testing::PostgresServer;
 using testing::ReadFileOrEmpty;
 using testing::RedisServer;
 using testing::TempDir;
@@ -51,40 +56,138 @@ int64_t UnixNanos() {
       .count();
 }
 
-// What one process has: its own memory store and its own Redis client.
+enum class Backend { kRedis, kPostgres };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kRedis ? "Redis" : "Postgres";
+}
+
+// Store settings a test may change, whatever the server.
+struct SharedOptions {
+  // Pauses while the server is down (the stores' defaults when unset).
+  std::optional<milliseconds> outage_initial_backoff;
+  std::optional<milliseconds> outage_max_backoff;
+};
+
+// One private server of the kind under test: how to reach it from this
+// process (a store) and from a worker process (its flags), and how to stop
+// and start it.
+class SharedServer {
+ public:
+  explicit SharedServer(Backend backend) : backend_(backend) {
+    if (backend_ == Backend::kRedis) {
+      redis_ = std::make_unique<RedisServer>();
+      if (!redis_->ok()) error_ = redis_->error();
+    } else {
+      postgres_ = std::make_unique<PostgresServer>();
+      Status started = postgres_->Start();
+      if (!started.ok()) error_ = started.ToString();
+    }
+  }
+
+  const std::string& error() const { return error_; }
+
+  Result<std::unique_ptr<Store>> OpenStore(const SharedOptions& shared) const {
+    if (backend_ == Backend::kRedis) {
+      RedisStoreOptions options;
+      options.port = redis_->port();
+      if (shared.outage_initial_backoff) {
+        options.outage_initial_backoff = *shared.outage_initial_backoff;
+      }
+      if (shared.outage_max_backoff) options.outage_max_backoff = *shared.outage_max_backoff;
+      return NewRedisStore(options);
+    }
+    PostgresStoreOptions options;
+    options.conninfo = postgres_->conninfo();
+    if (shared.outage_initial_backoff) {
+      options.outage_initial_backoff = *shared.outage_initial_backoff;
+    }
+    if (shared.outage_max_backoff) options.outage_max_backoff = *shared.outage_max_backoff;
+    return NewPostgresStore(options);
+  }
+
+  // Outages the store has begun (it must come from OpenStore).
+  uint64_t Outages(Store& store) const {
+    if (backend_ == Backend::kRedis) return static_cast<RedisStore&>(store).counters().outages;
+    return static_cast<PostgresStore&>(store).counters().outages;
+  }
+
+  // The worker's flags that name this server.
+  std::vector<std::string> WorkerFlags() const {
+    if (backend_ == Backend::kRedis)
+      return {"--store", "redis", "--port", std::to_string(redis_->port())};
+    return {"--store", "postgres", "--conninfo", postgres_->conninfo()};
+  }
+
+  void Stop() {
+    if (backend_ == Backend::kRedis) {
+      redis_->Stop();
+    } else {
+      Status stopped = postgres_->Stop();
+      EXPECT_TRUE(stopped.ok()) << stopped.ToString();
+    }
+  }
+  void Start() {
+    if (backend_ == Backend::kRedis) {
+      EXPECT_TRUE(redis_->Start()) << redis_->error();
+    } else {
+      Status started = postgres_->Start();
+      EXPECT_TRUE(started.ok()) << started.ToString() << postgres_->LogTail();
+    }
+  }
+
+ private:
+  const Backend backend_;
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<PostgresServer> postgres_;
+  std::string error_;
+};
+
+// What one process has: its own memory store and its own client of the
+// shared server, registered as "shared".
 struct AgentProcess {
-  explicit AgentProcess(int port, RedisStoreOptions options = {}) {
-    options.port = port;
-    Result<std::unique_ptr<RedisStore>> opened = RedisStore::Open(options);
+  explicit AgentProcess(const SharedServer& server, const SharedOptions& options = {}) {
+    Result<std::unique_ptr<Store>> opened = server.OpenStore(options);
     EXPECT_TRUE(opened.ok()) << opened.status().ToString();
-    if (opened.ok()) redis = std::shared_ptr<RedisStore>(std::move(*opened));
+    if (opened.ok()) shared = std::shared_ptr<Store>(std::move(*opened));
     MemoryStoreOptions memory_options;
     memory_options.max_entries = 10'000;
     stores.Register("memory", std::move(NewMemoryStore(memory_options)).value());
-    if (redis) stores.Register("redis", redis);
+    if (shared) stores.Register("shared", shared);
     env.stores = &stores;
   }
   StoreRegistry stores;
-  std::shared_ptr<RedisStore> redis;
+  std::shared_ptr<Store> shared;
   Environment env;
 };
 
 ToolPolicy SharedPolicy() {
   ToolPolicy policy;
   policy.cache.ttl = std::chrono::minutes(10);
-  policy.cache.shared_store = "redis";
+  policy.cache.shared_store = "shared";
   return policy;
 }
 
-class SharedTierTest : public ::testing::Test {
+class SharedTierTest : public ::testing::TestWithParam<Backend> {
  protected:
-  void SetUp() override { ASSERT_TRUE(server_.ok()) << server_.error(); }
-  RedisServer server_;
+  void SetUp() override { ASSERT_TRUE(server_.error().empty()) << server_.error(); }
+  const char* store_name() const { return GetParam() == Backend::kRedis ? "redis" : "postgres"; }
+  SharedServer server_{GetParam()};
 };
 
-TEST_F(SharedTierTest, AnotherProcessIsServedFromTheSharedStore) {
-  AgentProcess first(server_.port());
-  AgentProcess second(server_.port());
+INSTANTIATE_TEST_SUITE_P(Stores, SharedTierTest,
+                         ::testing::Values(Backend::kRedis, Backend::kPostgres), BackendName);
+
+// Breaker openings travel through Redis only.
+class SharedBreakerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.error().empty()) << server_.error(); }
+  SharedServer server_{Backend::kRedis};
+};
+
+TEST_P(SharedTierTest, AnotherProcessIsServedFromTheSharedStore) {
+  AgentProcess first(server_);
+  AgentProcess second(server_);
   std::atomic<int> calls{0};
   auto make = [&](AgentProcess& p) {
     return Readonly(
@@ -104,15 +207,15 @@ TEST_F(SharedTierTest, AnotherProcessIsServedFromTheSharedStore) {
   // The second process's first call came from Redis, its second from memory.
   EXPECT_EQ(search2.stats()[Counter::kSharedHits], 1u);
   EXPECT_EQ(search2.stats()[Counter::kFreshHit], 2u);
-  EXPECT_EQ(second.redis->Stats().hits, 1u);
+  EXPECT_EQ(second.shared->Stats().hits, 1u);
   // Clearing the cache clears both tiers, for every process.
   EXPECT_EQ(search1.core().ClearCache(), 2u);
   EXPECT_EQ(search2("lyon"), "results for lyon");
   EXPECT_EQ(calls.load(), 2);
 }
 
-TEST_F(SharedTierTest, UnknownSharedStoreFailsWhenWrapping) {
-  AgentProcess p(server_.port());
+TEST_P(SharedTierTest, UnknownSharedStoreFailsWhenWrapping) {
+  AgentProcess p(server_);
   ToolPolicy policy = SharedPolicy();
   policy.cache.shared_store = "redis-typo";
   EXPECT_THROW(Readonly(
@@ -128,12 +231,12 @@ TEST_F(SharedTierTest, UnknownSharedStoreFailsWhenWrapping) {
   }
 }
 
-TEST_F(SharedTierTest, ConcurrentCallersInSeveralProcessesMakeOneUpstreamCall) {
+TEST_P(SharedTierTest, ConcurrentCallersInSeveralProcessesMakeOneUpstreamCall) {
   constexpr int kProcesses = 4;
   constexpr int kThreads = 16;
   std::vector<std::unique_ptr<AgentProcess>> processes;
   for (int i = 0; i < kProcesses; ++i) {
-    processes.push_back(std::make_unique<AgentProcess>(server_.port()));
+    processes.push_back(std::make_unique<AgentProcess>(server_));
   }
   std::atomic<int> calls{0};
   std::atomic<int> running{0};
@@ -175,9 +278,9 @@ TEST_F(SharedTierTest, ConcurrentCallersInSeveralProcessesMakeOneUpstreamCall) {
   EXPECT_EQ(remote + shared_hits, static_cast<uint64_t>(kProcesses - 1));
 }
 
-TEST_F(SharedTierTest, LeadersErrorReachesTheOtherProcessesOnce) {
-  AgentProcess first(server_.port());
-  AgentProcess second(server_.port());
+TEST_P(SharedTierTest, LeadersErrorReachesTheOtherProcessesOnce) {
+  AgentProcess first(server_);
+  AgentProcess second(server_);
   std::atomic<int> calls{0};
   auto make = [&](AgentProcess& p) {
     return MakeTool(
@@ -205,16 +308,16 @@ TEST_F(SharedTierTest, LeadersErrorReachesTheOtherProcessesOnce) {
   EXPECT_EQ(calls.load(), 2);
 }
 
-TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
+TEST_P(SharedTierTest, ServerStoppedDuringALoadFailsNoCallAndSharingResumes) {
   std::atomic<int> down_logs{0};
   SetLogSink([&](const LogRecord& r) {
     if (r.event == "store.down") ++down_logs;
   });
-  RedisStoreOptions options;
+  SharedOptions options;
   options.outage_initial_backoff = milliseconds(20);
   options.outage_max_backoff = milliseconds(100);
-  AgentProcess first(server_.port(), options);
-  AgentProcess second(server_.port(), options);
+  AgentProcess first(server_, options);
+  AgentProcess second(server_, options);
   auto make = [&](AgentProcess& p) {
     ToolPolicy policy = SharedPolicy();
     policy.cache.ttl = std::chrono::minutes(10);
@@ -230,14 +333,22 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
   std::atomic<int> failed{0};
   std::atomic<int> wrong{0};
   std::atomic<bool> stopped{false};
+  std::atomic<bool> stop_done{false};
+  std::atomic<int64_t> restart_done_ns{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       auto& tool = t % 2 == 0 ? tool1 : tool2;
       for (int i = next++; i < kCalls; i = next++) {
-        if (i == kCalls / 3 && !stopped.exchange(true)) server_.Stop();
+        if (i == kCalls / 3 && !stopped.exchange(true)) {
+          server_.Stop();
+          stop_done = true;
+        }
         if (i == 2 * kCalls / 3) {
-          EXPECT_TRUE(server_.Start()) << server_.error();
+          // The other threads go on calling meanwhile.
+          while (!stop_done) std::this_thread::sleep_for(milliseconds(1));
+          server_.Start();
+          restart_done_ns = std::chrono::steady_clock::now().time_since_epoch().count();
         }
         int id = i / 2;  // Two calls per id, likely in different "processes".
         Result<std::string> r = tool.Call(id);
@@ -253,10 +364,10 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
   SetLogSink(nullptr);
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(wrong.load(), 0);
-  EXPECT_GE(first.redis->counters().outages + second.redis->counters().outages, 1u);
+  uint64_t outages = server_.Outages(*first.shared) + server_.Outages(*second.shared);
+  EXPECT_GE(outages, 1u);
   // At most one "down" line per outage per store object.
-  EXPECT_LE(static_cast<uint64_t>(down_logs.load()),
-            first.redis->counters().outages + second.redis->counters().outages);
+  EXPECT_LE(static_cast<uint64_t>(down_logs.load()), outages);
 
   // Sharing resumes by itself within a second of the restart.
   auto restarted = std::chrono::steady_clock::now();
@@ -267,6 +378,15 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
     (void)tool2(id);
     if (tool2.stats()[Counter::kSharedHits] > before) {
       shared = true;
+      std::chrono::steady_clock::time_point restart_done{
+          std::chrono::steady_clock::duration(restart_done_ns.load())};
+      std::printf(
+          "figure (%s): server stopped at call %d and started at call %d of %d: %d failed, "
+          "%d wrong; sharing back %lld ms after the server accepted connections again\n",
+          store_name(), kCalls / 3, 2 * kCalls / 3, kCalls, failed.load(), wrong.load(),
+          static_cast<long long>(std::chrono::duration_cast<milliseconds>(
+                                     std::chrono::steady_clock::now() - restart_done)
+                                     .count()));
       break;
     }
     std::this_thread::sleep_for(milliseconds(10));
@@ -275,13 +395,13 @@ TEST_F(SharedTierTest, RedisStoppedDuringALoadFailsNoCallAndSharingResumes) {
   EXPECT_LT(std::chrono::steady_clock::now() - restarted, seconds(1));
 }
 
-TEST_F(SharedTierTest, CoroutineToolsInSeveralProcessesShareOneUpstreamCallPerKey) {
+TEST_P(SharedTierTest, CoroutineToolsInSeveralProcessesShareOneUpstreamCallPerKey) {
   constexpr int kProcesses = 3;
   constexpr int kTasks = 200;
   constexpr int kKeys = 5;
   std::vector<std::unique_ptr<AgentProcess>> processes;
   for (int i = 0; i < kProcesses; ++i) {
-    processes.push_back(std::make_unique<AgentProcess>(server_.port()));
+    processes.push_back(std::make_unique<AgentProcess>(server_));
   }
   std::atomic<int> calls{0};
   auto make = [&](AgentProcess& p) {
@@ -327,12 +447,12 @@ TEST_F(SharedTierTest, CoroutineToolsInSeveralProcessesShareOneUpstreamCallPerKe
   EXPECT_EQ(from_others, static_cast<uint64_t>((kProcesses - 1) * kKeys));
 }
 
-TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
-  AgentProcess first(server_.port());
-  AgentProcess second(server_.port());
+TEST_F(SharedBreakerTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
+  AgentProcess first(server_);
+  AgentProcess second(server_);
   ToolPolicy policy;
   policy.cache.enabled = false;
-  policy.breaker.shared_store = "redis";
+  policy.breaker.shared_store = "shared";
   policy.breaker.minimum_calls = 4;
   policy.breaker.window_size = 4;
   policy.breaker.open_wait = seconds(2);
@@ -365,7 +485,7 @@ TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
   EXPECT_EQ(calls2.load(), 0);
 
   // A process that starts while the tool is open learns it at once.
-  AgentProcess third(server_.port());
+  AgentProcess third(server_);
   std::atomic<int> calls3{0};
   auto quotes3 = make(third, calls3);
   until = std::chrono::steady_clock::now() + seconds(5);
@@ -381,8 +501,8 @@ TEST_F(SharedTierTest, BreakerOpeningInOneProcessOpensItInTheOthers) {
   EXPECT_EQ(calls2.load(), 1);
 }
 
-TEST_F(SharedTierTest, BreakerSharingNeedsAStoreThatCanCarryIt) {
-  AgentProcess p(server_.port());
+TEST_F(SharedBreakerTest, BreakerSharingNeedsAStoreThatCanCarryIt) {
+  AgentProcess p(server_);
   ToolPolicy policy;
   policy.breaker.shared_store = "memory";
   try {
@@ -440,17 +560,23 @@ std::string Field(const std::string& line, const std::string& name) {
                      end == std::string::npos ? end : end - at - name.size() - 1);
 }
 
-TEST_F(SharedTierTest, EightProcessesOf200CallsOver50KeysMakeExactly50UpstreamCalls) {
+TEST_P(SharedTierTest, EightProcessesOf200CallsOver50KeysMakeExactly50UpstreamCalls) {
   constexpr int kProcesses = 8;
   TempDir dir("toolops-workers");
   std::string record = dir.File("upstream.log");
   int64_t start_at_ms = UnixNanos() / 1'000'000 + 1500;
   std::vector<ChildProcess> workers(kProcesses);
   for (int i = 0; i < kProcesses; ++i) {
-    ASSERT_TRUE(workers[i].Start({TOOLOPS_SHARED_WORKER, "--port", std::to_string(server_.port()),
-                                  "--keys", "50", "--calls", "200", "--upstream-ms", "20",
-                                  "--start-at", std::to_string(start_at_ms), "--record", record},
-                                 dir.File("worker" + std::to_string(i) + ".out")));
+    std::vector<std::string> argv = {TOOLOPS_SHARED_WORKER};
+    for (const std::string& flag : server_.WorkerFlags()) argv.push_back(flag);
+    for (const std::string& flag :
+         {"--keys", "50", "--calls", "200", "--upstream-ms", "20", "--start-at"}) {
+      argv.push_back(flag);
+    }
+    argv.push_back(std::to_string(start_at_ms));
+    argv.push_back("--record");
+    argv.push_back(record);
+    ASSERT_TRUE(workers[i].Start(argv, dir.File("worker" + std::to_string(i) + ".out")));
   }
   int upstream = 0;
   int ok = 0;
@@ -463,9 +589,9 @@ TEST_F(SharedTierTest, EightProcessesOf200CallsOver50KeysMakeExactly50UpstreamCa
     ok += std::atoi(Field(out, "ok").c_str());
   }
   std::printf(
-      "figure: %d processes x 200 calls over 50 keys (upstream 20 ms): %d upstream calls, "
+      "figure (%s): %d processes x 200 calls over 50 keys (upstream 20 ms): %d upstream calls, "
       "%d calls answered\n",
-      kProcesses, upstream, ok);
+      store_name(), kProcesses, upstream, ok);
   EXPECT_EQ(upstream, 50);
   EXPECT_EQ(ok, kProcesses * 200);
   auto calls = ReadRecord(record, UnixNanos());
@@ -473,26 +599,21 @@ TEST_F(SharedTierTest, EightProcessesOf200CallsOver50KeysMakeExactly50UpstreamCa
   EXPECT_EQ(Overlaps(calls), 0);
 }
 
-TEST_F(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap) {
+TEST_P(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap) {
   constexpr int kLeaseMs = 1000;
   TempDir dir("toolops-workers");
   std::string record = dir.File("upstream.log");
   auto common = [&](int calls, int hold_ms) {
-    return std::vector<std::string>{TOOLOPS_SHARED_WORKER,
-                                    "--port",
-                                    std::to_string(server_.port()),
-                                    "--keys",
-                                    "1",
-                                    "--calls",
-                                    std::to_string(calls),
-                                    "--upstream-ms",
-                                    "50",
-                                    "--hold-ms",
-                                    std::to_string(hold_ms),
-                                    "--lease-ms",
-                                    std::to_string(kLeaseMs),
-                                    "--record",
-                                    record};
+    std::vector<std::string> argv = {TOOLOPS_SHARED_WORKER};
+    for (const std::string& flag : server_.WorkerFlags()) argv.push_back(flag);
+    for (const std::string& flag :
+         {std::string("--keys"), std::string("1"), std::string("--calls"), std::to_string(calls),
+          std::string("--upstream-ms"), std::string("50"), std::string("--hold-ms"),
+          std::to_string(hold_ms), std::string("--lease-ms"), std::to_string(kLeaseMs),
+          std::string("--record"), record}) {
+      argv.push_back(flag);
+    }
+    return argv;
   };
   ChildProcess leader;
   ASSERT_TRUE(leader.Start(common(1, 60'000), dir.File("leader.out")));
@@ -519,13 +640,20 @@ TEST_F(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap)
     EXPECT_EQ(Field(out, "failed"), "0") << out;
   }
   auto finished = std::chrono::steady_clock::now() - kill_time;
-  std::printf("figure: leader killed; every waiter done %lld ms after the kill (lease TTL %d ms)\n",
-              static_cast<long long>(std::chrono::duration_cast<milliseconds>(finished).count()),
-              kLeaseMs);
+  std::printf(
+      "figure (%s): leader killed; every waiter done %lld ms after the kill (lease TTL %d ms)\n",
+      store_name(),
+      static_cast<long long>(std::chrono::duration_cast<milliseconds>(finished).count()), kLeaseMs);
   EXPECT_LT(finished, milliseconds(kLeaseMs) + seconds(1));
   auto calls = ReadRecord(record, killed_at);
   ASSERT_EQ(calls["key-0"].size(), 2u) << ReadFileOrEmpty(record);
   EXPECT_EQ(Overlaps(calls), 0);
+  // The replacement call started after the kill (the killed one is the
+  // first, left open until the kill).
+  std::vector<Interval>& key_calls = calls["key-0"];
+  std::sort(key_calls.begin(), key_calls.end(),
+            [](const Interval& a, const Interval& b) { return a.start < b.start; });
+  EXPECT_GE(key_calls[1].start, killed_at);
 }
 
 }  // namespace

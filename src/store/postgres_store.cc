@@ -11,6 +11,23 @@
 // table's comment holding the schema version. The "C" collation makes the
 // digests of one namespace a byte range, whatever the database's locale.
 //
+// Coalescing across processes uses a second table, "t_leases" ("l" below),
+// and a sequence, "t_lease_token":
+//
+//   l(digest text COLLATE "C" PRIMARY KEY,  -- the entry's digest
+//     token bigint NOT NULL,                -- fencing token: nextval of the sequence
+//     holder text NOT NULL,                 -- the process and attempt that took it
+//     expires_at bigint NOT NULL,           -- server clock, Unix us; the release
+//                                           -- time once released
+//     error_code bigint, error_message text,  -- the leader's error, for the
+//     error_until bigint)                   -- followers of `token`, until then
+//
+// indexed on expires_at (purge batches). A row outlives its lease: its token
+// fences a slow former leader until the row is purged. Lease instants are on
+// the server's clock, so processes whose clocks disagree still agree on who
+// holds a lease. Completions are announced with pg_notify on one channel per
+// table and namespace, the digest as payload.
+//
 // Written by hand, and why: the connection pool and the wait loop around
 // libpq's asynchronous calls. libpq has no pool, and its blocking calls
 // (PQconnectdb, PQexecPrepared) wait without bound when a server stops
@@ -27,6 +44,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -35,16 +53,22 @@
 #include <climits>
 #include <condition_variable>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "base/mutex.h"
 #include "store/envelope.h"
 #include "store/store_health.h"
+#include "toolops/log.h"
 
 namespace toolops {
 namespace {
@@ -63,9 +87,17 @@ constexpr int64_t kNeverPurged = INT64_MIN;
 // for the server to report its own timeout (the connection then stays
 // usable), short enough to bound a server that hangs.
 constexpr Duration kReplyGrace = milliseconds(250);
-// Pauses between connection attempts while the server is unreachable.
+// The first pause between connection attempts while the server is
+// unreachable (at most outage_max_backoff), and the shortest pause of the
+// listening connection between its attempts.
 constexpr Duration kFirstReconnectPause = milliseconds(50);
-constexpr Duration kMaxReconnectPause = std::chrono::seconds(2);
+// The listening connection checks that its server still answers when it has
+// heard nothing for this long.
+constexpr Duration kListenHeartbeat = std::chrono::seconds(1);
+// How often the listening thread looks whether the store is closing.
+constexpr Duration kListenTick = milliseconds(100);
+// Without a listening connection, followers look at the lease this often.
+constexpr Duration kUnnotifiedPoll = milliseconds(20);
 constexpr size_t kMaxPoolSize = 64;
 constexpr size_t kMaxTableName = 48;
 // PostgreSQL's largest field is 1 GiB - 1 byte; leave room for the envelope
@@ -87,15 +119,25 @@ enum Statement : int {
   kEraseRange,
   kPurge,
   kCount,
+  kAcquire,
+  kRenew,
+  kCompleteValue,
+  kFinishLease,
+  kWaitState,
+  kPurgeLeases,
   kStatementCount,
 };
 
+constexpr int kMaxParams = 5;
+
 struct StatementSpec {
   const char* name;
-  // "{t}" stands for the quoted table name.
+  // "{t}" stands for the quoted table name, "{l}" for the lease table,
+  // "{s}" for the token sequence, "{c}" for the notification channel and
+  // "{now}" for the server's clock in Unix microseconds.
   const char* sql;
   int params;
-  std::array<Oid, 4> types;
+  std::array<Oid, kMaxParams> types;
 };
 
 constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
@@ -132,14 +174,108 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
      " FROM {t} WHERE digest >= $1 AND digest < $2",
      2,
      {kTextOid, kTextOid}},
+    // Takes the lease ($1 digest, $2 holder, $3 TTL in us) if there is none
+    // or it has expired (clearing the former leader's error), in one
+    // statement: the upsert locks the row, so of racing takers exactly one
+    // finds it expired. A lease held by someone else is left as it is (the
+    // update writes the same values back) and reported. Returns the token
+    // and whether $2 holds it now.
+    {"toolops_acquire",
+     "INSERT INTO {l} AS l (digest, token, holder, expires_at)"
+     " VALUES ($1, nextval('{s}'), $2, {now} + $3)"
+     " ON CONFLICT (digest) DO UPDATE SET"
+     " token = CASE WHEN l.expires_at <= EXCLUDED.expires_at - $3"
+     " THEN EXCLUDED.token ELSE l.token END,"
+     " holder = CASE WHEN l.expires_at <= EXCLUDED.expires_at - $3"
+     " THEN EXCLUDED.holder ELSE l.holder END,"
+     " expires_at = CASE WHEN l.expires_at <= EXCLUDED.expires_at - $3"
+     " THEN EXCLUDED.expires_at ELSE l.expires_at END,"
+     " error_code = CASE WHEN l.expires_at <= EXCLUDED.expires_at - $3"
+     " THEN 0 ELSE l.error_code END"
+     " RETURNING token, holder = $2",
+     3,
+     {kTextOid, kTextOid, kInt8Oid}},
+    // Extends a lease that is still held by token $2.
+    {"toolops_renew",
+     "UPDATE {l} SET expires_at = {now} + $3 WHERE digest = $1 AND token = $2 AND expires_at > "
+     "{now}",
+     3,
+     {kTextOid, kInt8Oid, kInt8Oid}},
+    // The leader's value ($3 tool, $4 stale_until, $5 envelope): written only
+    // while the lease row carries the leader's token $2 (fencing), in the
+    // statement that releases the lease; then the followers are notified.
+    // Returns how many rows were written (0: fenced).
+    {"toolops_complete_value",
+     "WITH lease AS (UPDATE {l} SET expires_at = LEAST(expires_at, {now})"
+     " WHERE digest = $1 AND token = $2 RETURNING digest),"
+     " written AS (INSERT INTO {t} (digest, tool, stale_until, envelope)"
+     " SELECT $1, $3, $4, $5 FROM lease"
+     " ON CONFLICT (digest) DO UPDATE SET tool = EXCLUDED.tool,"
+     " stale_until = EXCLUDED.stale_until, envelope = EXCLUDED.envelope RETURNING 1)"
+     " SELECT (SELECT count(*) FROM written) FROM (SELECT pg_notify('{c}', $1)) AS sent",
+     5,
+     {kTextOid, kInt8Oid, kTextOid, kInt8Oid, kByteaOid}},
+    // Releases the lease of token $2, leaving the leader's error ($3 code, 0
+    // for none; $4 message) for $5 us, and notifies the followers. Returns
+    // how many leases were released.
+    {"toolops_finish_lease",
+     "WITH lease AS (UPDATE {l} SET expires_at = LEAST(expires_at, {now}),"
+     " error_code = $3, error_message = $4, error_until = {now} + $5"
+     " WHERE digest = $1 AND token = $2 RETURNING 1)"
+     " SELECT (SELECT count(*) FROM lease) FROM (SELECT pg_notify('{c}', $1)) AS sent",
+     5,
+     {kTextOid, kInt8Oid, kInt8Oid, kTextOid, kInt8Oid}},
+    // What a follower looks at: the entry, and the lease (token, still held,
+    // error code and message, error still valid). Always one row.
+    {"toolops_wait_state",
+     "SELECT e.envelope, l.token, l.expires_at > n.us, l.error_code, l.error_message,"
+     " l.error_until > n.us"
+     " FROM (SELECT {now} AS us) AS n LEFT JOIN {t} AS e ON e.digest = $1"
+     " LEFT JOIN {l} AS l ON l.digest = $1",
+     1,
+     {kTextOid}},
+    // One batch of lease rows expired for longer than $1 us, as for entries.
+    {"toolops_purge_leases",
+     "DELETE FROM {l} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {l} WHERE expires_at < {now} - $1"
+     " LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at < {now} - $1",
+     2,
+     {kInt8Oid, kInt8Oid}},
 }};
 
-// Creates the table and its indexes, and reads the table's comment, in one
-// transaction that the caller ends. {t} is the quoted table name, {n} the
-// bare one (for the lock key and the index names).
+// The server's clock, in Unix microseconds: the clock of every lease.
+constexpr std::string_view kServerNow = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+// Whether every table, index and sequence exists, and the entry table's
+// comment: when all are there, Open takes no lock (CREATE INDEX IF NOT
+// EXISTS takes one that stops the table's writers even when the index
+// exists).
+constexpr const char* kSchemaPresentSql =
+    "SELECT to_regclass('{t}') IS NOT NULL AND to_regclass('\"{n}_stale_until\"') IS NOT NULL"
+    " AND to_regclass('\"{n}_tool\"') IS NOT NULL AND to_regclass('{l}') IS NOT NULL"
+    " AND to_regclass('\"{n}_leases_expiry\"') IS NOT NULL"
+    " AND to_regclass('\"{n}_lease_token\"') IS NOT NULL,"
+    " coalesce(obj_description(to_regclass('{t}'), 'pg_class'), '')";
+
+// Creates the tables, their indexes and the token sequence, and reads the
+// entry table's comment, in one transaction that the caller ends. {t} and
+// {l} are the quoted table names, {n} the bare one (for the lock key and the
+// index and sequence names). The lease table comes first: completion
+// statements lock it before the entry table, and so must this transaction
+// (CREATE INDEX locks its table even when the index exists), or the two can
+// deadlock.
 constexpr const char* kSchemaSql =
     "BEGIN;"
     "SELECT pg_advisory_xact_lock(hashtext('toolops schema {n}'));"
+    "CREATE TABLE IF NOT EXISTS {l} ("
+    " digest text COLLATE \"C\" PRIMARY KEY,"
+    " token bigint NOT NULL,"
+    " holder text NOT NULL,"
+    " expires_at bigint NOT NULL,"
+    " error_code bigint NOT NULL DEFAULT 0,"
+    " error_message text NOT NULL DEFAULT '',"
+    " error_until bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS \"{n}_leases_expiry\" ON {l} (expires_at);"
+    "CREATE SEQUENCE IF NOT EXISTS \"{n}_lease_token\";"
     "CREATE TABLE IF NOT EXISTS {t} ("
     " digest text COLLATE \"C\" PRIMARY KEY,"
     " tool text COLLATE \"C\" NOT NULL,"
@@ -292,7 +428,7 @@ Result<PgResult> Exec(Connection& connection, const std::string& sql, Duration t
   return result;
 }
 
-// Up to four statement parameters, all in binary format. Views are
+// Up to kMaxParams statement parameters, all in binary format. Views are
 // borrowed: they must outlive the statement.
 class Params {
  public:
@@ -319,10 +455,10 @@ class Params {
   }
 
   int count_ = 0;
-  std::array<const char*, 4> values_{};
-  std::array<int, 4> lengths_{};
-  std::array<int, 4> formats_{1, 1, 1, 1};
-  std::array<std::array<char, 8>, 4> ints_{};
+  std::array<const char*, kMaxParams> values_{};
+  std::array<int, kMaxParams> lengths_{};
+  std::array<int, kMaxParams> formats_{1, 1, 1, 1, 1};
+  std::array<std::array<char, 8>, kMaxParams> ints_{};
 };
 
 // A binary int8 field.
@@ -336,12 +472,31 @@ int64_t Int8At(const PGresult* result, int row, int column) {
 
 void IgnoreNotice(void*, const char*) {}
 
+// A field that may be SQL NULL, as bytes.
+std::optional<std::string_view> FieldAt(const PGresult* result, int row, int column) {
+  if (PQgetisnull(result, row, column) != 0) return std::nullopt;
+  return std::string_view(PQgetvalue(result, row, column),
+                          static_cast<size_t>(PQgetlength(result, row, column)));
+}
+
+// A binary bool field; false for NULL.
+bool BoolAt(const PGresult* result, int row, int column) {
+  std::optional<std::string_view> field = FieldAt(result, row, column);
+  return field && field->size() == 1 && (*field)[0] != 0;
+}
+
 struct Config {
   std::string conninfo;
   std::string name;
-  std::string table;  // Quoted.
+  std::string table;   // Quoted.
+  std::string leases;  // Quoted.
+  // The notification channel: letters and digits only.
+  std::string channel;
   Duration connect_timeout;
   Duration statement_timeout;
+  // Pauses between connection attempts while the server is unreachable.
+  Duration first_reconnect_pause;
+  Duration max_reconnect_pause;
   std::array<std::string, kStatementCount> sql;
 };
 
@@ -350,9 +505,35 @@ struct Config {
 // EXISTS alone can fail when two sessions create one table at once.
 Status SetUpSchema(Connection& connection, const Config& config, const std::string& raw_table) {
   const std::string& t = config.table;
-  std::string sql = ReplaceAll(ReplaceAll(kSchemaSql, "{t}", t), "{n}", raw_table);
+  auto names = [&](const char* sql) {
+    return ReplaceAll(ReplaceAll(ReplaceAll(sql, "{t}", t), "{l}", config.leases), "{n}",
+                      raw_table);
+  };
+  // A table's comment: OK for ours of a version we read.
+  auto check = [&](const std::string& text) {
+    if (!text.starts_with(kSchemaComment)) {
+      return StoreError(StatusCode::kFailedPrecondition, config.name,
+                        "table " + t + " is not a toolops table (its comment is '" + text + "')");
+    }
+    int version = std::atoi(text.c_str() + kSchemaComment.size());
+    if (version > kSchemaVersion) {
+      return StoreError(StatusCode::kFailedPrecondition, config.name,
+                        "table " + t + " has schema version " + std::to_string(version) +
+                            "; this build reads version " + std::to_string(kSchemaVersion));
+    }
+    return Status::Ok();
+  };
   Duration timeout = config.statement_timeout + kReplyGrace;
-  Result<PgResult> comment = Exec(connection, sql, timeout);
+
+  // All there and stamped: nothing to create.
+  Result<PgResult> present = Exec(connection, names(kSchemaPresentSql), timeout);
+  if (present.ok() && PQntuples(present->get()) == 1 &&
+      std::string_view(PQgetvalue(present->get(), 0, 0)) == "t") {
+    std::string text = PQgetvalue(present->get(), 0, 1);
+    if (!text.empty()) return check(text);
+  }
+
+  Result<PgResult> comment = Exec(connection, names(kSchemaSql), timeout);
   if (!comment.ok()) {
     return StoreError(StatusCode::kUnavailable, config.name,
                       "cannot create table " + t + ": " + std::string(comment.status().message()));
@@ -364,16 +545,8 @@ Status SetUpSchema(Connection& connection, const Config& config, const std::stri
   if (text.empty()) {
     finish = "COMMENT ON TABLE " + t + " IS '" + std::string(kSchemaComment) +
              std::to_string(kSchemaVersion) + "';COMMIT";
-  } else if (!text.starts_with(kSchemaComment)) {
-    return StoreError(StatusCode::kFailedPrecondition, config.name,
-                      "table " + t + " is not a toolops table (its comment is '" + text + "')");
-  } else {
-    int version = std::atoi(text.c_str() + kSchemaComment.size());
-    if (version > kSchemaVersion) {
-      return StoreError(StatusCode::kFailedPrecondition, config.name,
-                        "table " + t + " has schema version " + std::to_string(version) +
-                            "; this build reads version " + std::to_string(kSchemaVersion));
-    }
+  } else if (Status ours = check(text); !ours.ok()) {
+    return ours;
   }
   Result<PgResult> done = Exec(connection, finish, timeout);
   if (!done.ok()) {
@@ -487,8 +660,8 @@ class ConnectionPool {
       retry_at_ = Deadline();
     } else {
       --open_;
-      pause_ = pause_ == Duration::zero() ? kFirstReconnectPause
-                                          : std::min(2 * pause_, kMaxReconnectPause);
+      pause_ = pause_ == Duration::zero() ? config_.first_reconnect_pause
+                                          : std::min(2 * pause_, config_.max_reconnect_pause);
       retry_at_ = SteadyClock::now() + pause_;
       cv_.notify_one();
     }
@@ -558,11 +731,35 @@ class ConnectionPool {
   Duration pause_ TOOLOPS_GUARDED_BY(mu_) = Duration::zero();
 };
 
+// A connection of its own that LISTENs on the store's channel; its
+// notifications are read by PostgresStoreImpl::Listen.
+Result<std::unique_ptr<Connection>> OpenListener(const Config& config) {
+  Result<std::unique_ptr<Connection>> connection = OpenConnection(config);
+  if (!connection.ok()) return connection;
+  Result<PgResult> listen = Exec(**connection, "LISTEN \"" + config.channel + "\"",
+                                 config.statement_timeout + kReplyGrace);
+  if (!listen.ok()) {
+    return StoreError(StatusCode::kUnavailable, config.name,
+                      "cannot LISTEN: " + std::string(listen.status().message()));
+  }
+  return connection;
+}
+
+// "host:pid:random", naming this store object in the lease table.
+std::string InstanceName() {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+  return std::string(host.data()) + ":" + std::to_string(getpid()) + ":" +
+         std::to_string(std::random_device()());
+}
+
+int64_t Micros(Duration d) { return std::chrono::ceil<std::chrono::microseconds>(d).count(); }
+
 int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class PostgresStoreImpl final : public PostgresStore {
+class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
  public:
   PostgresStoreImpl(const PostgresStoreOptions& options, Clock* clock, UnixClock unix_clock,
                     Config config)
@@ -573,11 +770,36 @@ class PostgresStoreImpl final : public PostgresStore {
         max_value_bytes_(options.max_value_bytes),
         purge_batch_(options.purge_batch),
         reply_timeout_(config.statement_timeout + kReplyGrace),
+        lease_ttl_(options.lease_ttl),
+        error_ttl_(options.error_ttl),
+        follower_poll_(options.follower_poll),
+        max_reconnect_pause_(options.outage_max_backoff),
+        instance_(InstanceName()),
         clock_(clock),
         unix_clock_(unix_clock ? std::move(unix_clock) : UnixClock(&UnixNowNanos)),
-        pool_(std::move(config), options.pool_size) {}
+        pool_(std::move(config), options.pool_size),
+        health_(name_, options.outage_initial_backoff, options.outage_max_backoff, RealClock()) {}
+
+  ~PostgresStoreImpl() override {
+    {
+      MutexLock lock(&threads_mu_);
+      stopping_ = true;
+    }
+    threads_cv_.notify_all();
+    if (keeper_.joinable()) keeper_.join();
+    if (listener_.joinable()) listener_.join();
+  }
 
   void Adopt(std::unique_ptr<Connection> connection) { pool_.Adopt(std::move(connection)); }
+
+  // Starts the lease keeper and the listener, on `listening` when Open could
+  // open it (else the listener opens its own).
+  void Start(std::unique_ptr<Connection> listening) {
+    if (listening != nullptr) listening_.store(true, std::memory_order_relaxed);
+    keeper_ = std::thread([this] { KeepLeases(); });
+    listener_ = std::thread(
+        [this, connection = std::move(listening)]() mutable { Listen(std::move(connection)); });
+  }
 
   std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) override {
     std::string digest = StoreKeyDigest(namespace_, key.bytes);
@@ -696,14 +918,25 @@ class PostgresStoreImpl final : public PostgresStore {
 
   std::string_view name() const override { return name_; }
 
+  FlightCoordinator* coordinator() override { return this; }
+
   PostgresStoreCounters counters() const override {
     PostgresStoreCounters counters;
     counters.corrupt = corrupt_.load(std::memory_order_relaxed);
     counters.failed = failed_.load(std::memory_order_relaxed);
     counters.purged = purged_.load(std::memory_order_relaxed);
     counters.connections_dropped = dropped_.load(std::memory_order_relaxed);
+    counters.outages = health_.episodes();
+    counters.leases_taken = leases_taken_.load(std::memory_order_relaxed);
+    counters.leases_lost = leases_lost_.load(std::memory_order_relaxed);
+    counters.fenced = fenced_.load(std::memory_order_relaxed);
+    counters.notifications = notifications_.load(std::memory_order_relaxed);
+    counters.leases_purged = leases_purged_.load(std::memory_order_relaxed);
     return counters;
   }
+
+  bool down() const override { return health_.down(); }
+  bool listening() const override { return listening_.load(std::memory_order_relaxed); }
 
   size_t PurgeExpired() override {
     Params params;
@@ -714,7 +947,176 @@ class PostgresStoreImpl final : public PostgresStore {
     size_t purged = static_cast<size_t>(std::strtoull(PQcmdTuples(result->get()), nullptr, 10));
     purged_.fetch_add(purged, std::memory_order_relaxed);
     expirations_.fetch_add(purged, std::memory_order_relaxed);
+
+    // Lease rows, once their error has expired and their token is past
+    // fencing anyone: a former leader whose row is gone cannot write either.
+    Params leases;
+    leases.Int8(Micros(error_ttl_ + lease_ttl_));
+    leases.Int8(static_cast<int64_t>(purge_batch_));
+    Result<PgResult> deleted = Run(kPurgeLeases, leases);
+    if (deleted.ok()) {
+      leases_purged_.fetch_add(std::strtoull(PQcmdTuples(deleted->get()), nullptr, 10),
+                               std::memory_order_relaxed);
+    } else {
+      Failed();
+    }
     return purged;
+  }
+
+  // FlightCoordinator --------------------------------------------------------
+
+  Lease Acquire(const KeyRef& key) override {
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) return Failed(), Lease{};
+    std::string holder = instance_ + ":" + std::to_string(attempts_.fetch_add(1) + 1);
+    Params params;
+    params.Text(digest);
+    params.Text(holder);
+    params.Int8(Micros(lease_ttl_));
+    Result<PgResult> result = Run(kAcquire, params);
+    if (!result.ok()) return Failed(), Lease{};
+    const PGresult* rows = result->get();
+    if (PQntuples(rows) != 1) return Failed(), Lease{};
+    uint64_t token = static_cast<uint64_t>(Int8At(rows, 0, 0));
+    if (!BoolAt(rows, 0, 1)) return Lease{Role::kFollower, token};
+    leases_taken_.fetch_add(1, std::memory_order_relaxed);
+    {
+      MutexLock lock(&held_mu_);
+      held_[digest] = token;
+    }
+    return Lease{Role::kLeader, token};
+  }
+
+  bool Complete(const KeyRef& key, uint64_t token, const Result<StoredValue>& outcome,
+                TimePoint now) override {
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) return Failed(), false;
+    Forget(digest, token);
+
+    // A value: written with the release, unless fenced.
+    bool storable =
+        outcome.ok() && outcome->value.size() <= max_value_bytes_ && outcome->stale_until > now;
+    if (storable) {
+      int64_t unix_now = unix_clock_();
+      Bytes envelope = EncodeEnvelope(*outcome, *clock_, unix_now);
+      if (!envelope.empty()) {
+        int64_t stale_ns = SteadyToUnixNanos(outcome->stale_until, clock_->Now(), unix_now);
+        std::string_view tool = std::string_view(digest).substr(0, digest.rfind(':'));
+        Params params;
+        params.Text(digest);
+        params.Int8(static_cast<int64_t>(token));
+        params.Text(tool);
+        params.Int8(stale_ns);
+        params.Binary(envelope.view());
+        Result<PgResult> result = Run(kCompleteValue, params);
+        if (!result.ok() || PQntuples(result->get()) != 1) return Failed(), false;
+        if (Int8At(result->get(), 0, 0) == 1) {
+          MaybePurge();
+          return true;
+        }
+        fenced_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    }
+
+    // An error for the followers of this lease, or a plain release.
+    if (outcome.ok()) {
+      FinishLease(digest, token, Status::Ok());
+    } else {
+      FinishLease(digest, token, outcome.status());
+    }
+    return false;
+  }
+
+  void Release(const KeyRef& key, uint64_t token) override {
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) return Failed();
+    Forget(digest, token);
+    FinishLease(digest, token, Status::Ok());
+  }
+
+  WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) override {
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) return Failed(), WaitResult{};
+    uint64_t holder = lease.token;
+    {
+      MutexLock lock(&waiters_mu_);
+      ++waiters_[digest].users;
+    }
+
+    WaitResult result;
+    while (true) {
+      // The generation before looking: a notification after it wakes us.
+      uint64_t generation = 0;
+      {
+        MutexLock lock(&waiters_mu_);
+        generation = waiters_[digest].generation;
+      }
+
+      Params params;
+      params.Text(digest);
+      Result<PgResult> state = Run(kWaitState, params);
+      if (!state.ok() || PQntuples(state->get()) != 1) {
+        Failed();
+        result.kind = WaitResult::kUnavailable;
+        break;
+      }
+      const PGresult* row = state->get();
+
+      // The leader's value.
+      TimePoint now = clock_->Now();
+      if (std::optional<std::string_view> raw = FieldAt(row, 0, 0)) {
+        EnvelopeResult decoded = DecodeEnvelope(*raw, *clock_, unix_clock_());
+        if (decoded.ok() && decoded.value->fresh_until > now) {
+          result.kind = WaitResult::kValue;
+          result.value = std::move(decoded.value);
+          break;
+        }
+        if (!decoded.ok()) corrupt_.fetch_add(1, std::memory_order_relaxed);
+      }
+
+      // The lease: gone, failed, held by the same or by a newer leader.
+      if (PQgetisnull(row, 0, 1) != 0) {
+        result.kind = WaitResult::kLeaseGone;
+        break;
+      }
+      uint64_t token = static_cast<uint64_t>(Int8At(row, 0, 1));
+      bool held = BoolAt(row, 0, 2);
+      if (token == holder && BoolAt(row, 0, 5)) {
+        int64_t code = Int8At(row, 0, 3);
+        if (code > 0 && code <= static_cast<int64_t>(StatusCode::kUnauthenticated)) {
+          result.kind = WaitResult::kError;
+          result.error = Status(static_cast<StatusCode>(code),
+                                std::string(FieldAt(row, 0, 4).value_or("")), Guard::kUpstream);
+          break;
+        }
+      }
+      if (!held) {
+        result.kind = WaitResult::kLeaseGone;
+        break;
+      }
+      holder = token;  // A new leader may have taken over: follow it.
+
+      // Sleep until notified, the next look, or `until`.
+      if (until != TimePoint::max() && clock_->Now() >= until) {
+        result.kind = WaitResult::kTimedOut;
+        break;
+      }
+      TimePoint real_now = std::chrono::steady_clock::now();
+      Duration poll = listening_.load(std::memory_order_relaxed) ? follower_poll_ : kUnnotifiedPoll;
+      TimePoint wake = real_now + poll;
+      if (until != TimePoint::max()) wake = std::min(wake, real_now + (until - clock_->Now()));
+      std::unique_lock<Mutex> lock(waiters_mu_);
+      waiters_mu_.AssertHeld();                 // The lock above holds it.
+      const WaitSlot& slot = waiters_[digest];  // Nodes stay put: the reference outlives rehashes.
+      waiters_cv_.wait_until(lock, wake, [&]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS {
+        return slot.generation != generation;
+      });
+    }
+    MutexLock lock(&waiters_mu_);
+    auto slot = waiters_.find(digest);
+    if (--slot->second.users == 0) waiters_.erase(slot);
+    return result;
   }
 
  private:
@@ -793,6 +1195,144 @@ class PostgresStoreImpl final : public PostgresStore {
     return std::strtoull(PQcmdTuples(result->get()), nullptr, 10) > 0;
   }
 
+  // Stops renewing a lease that is being given up.
+  void Forget(const std::string& digest, uint64_t token) {
+    MutexLock lock(&held_mu_);
+    auto it = held_.find(digest);
+    if (it != held_.end() && it->second == token) held_.erase(it);
+  }
+
+  // Releases the lease of `token` (if it still is), leaving `error` for its
+  // followers unless it is OK, and notifies them.
+  void FinishLease(const std::string& digest, uint64_t token, const Status& error) {
+    Params params;
+    params.Text(digest);
+    params.Int8(static_cast<int64_t>(token));
+    params.Int8(error.ok() ? 0 : static_cast<int64_t>(error.code()));
+    params.Text(error.ok() ? std::string_view() : error.message());
+    params.Int8(error.ok() ? 0 : Micros(error_ttl_));
+    if (!Run(kFinishLease, params).ok()) Failed();
+  }
+
+  // The lease keeper: renews the leases this process holds, every
+  // lease_ttl / 3, until the store closes.
+  void KeepLeases() {
+    const Duration period = lease_ttl_ / 3;
+    while (true) {
+      {
+        std::unique_lock<Mutex> lock(threads_mu_);
+        threads_mu_.AssertHeld();  // The lock above holds it.
+        threads_cv_.wait_for(lock, period,
+                             [this]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS { return stopping_; });
+        if (stopping_) return;
+      }
+      std::vector<std::pair<std::string, uint64_t>> held;
+      {
+        MutexLock lock(&held_mu_);
+        held.assign(held_.begin(), held_.end());
+      }
+      for (const auto& [digest, token] : held) {
+        Params params;
+        params.Text(digest);
+        params.Int8(static_cast<int64_t>(token));
+        params.Int8(Micros(lease_ttl_));
+        Result<PgResult> renewed = Run(kRenew, params);
+        if (!renewed.ok()) {
+          Failed();
+          continue;  // Tried again next period; the lease may survive a short outage.
+        }
+        if (std::strtoull(PQcmdTuples(renewed->get()), nullptr, 10) == 1) continue;
+        MutexLock lock(&held_mu_);
+        auto it = held_.find(digest);
+        if (it != held_.end() && it->second == token) {
+          held_.erase(it);
+          leases_lost_.fetch_add(1, std::memory_order_relaxed);
+          Log(LogLevel::kWarning, "lease.lost",
+              "postgres store '" + name_ +
+                  "': a lease expired before its call finished (its result will be fenced if "
+                  "another process took over)");
+        }
+      }
+    }
+  }
+
+  // The listener: reads the notifications of the store's channel on a
+  // connection of its own and wakes the followers waiting for those keys.
+  // A connection that breaks (or stops answering the heartbeat) is replaced,
+  // with pauses from 50 ms to outage_max_backoff; every follower looks again
+  // after each new LISTEN, since notifications were lost meanwhile.
+  void Listen(std::unique_ptr<Connection> connection) {
+    Duration pause = kFirstReconnectPause;
+    while (!Stopping()) {
+      if (connection == nullptr) {
+        Result<std::unique_ptr<Connection>> opened = OpenListener(pool_.config());
+        if (!opened.ok()) {
+          std::unique_lock<Mutex> lock(threads_mu_);
+          threads_cv_.wait_for(lock, pause,
+                               [this]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS { return stopping_; });
+          pause = std::min(2 * pause, std::max(kFirstReconnectPause, max_reconnect_pause_));
+          continue;
+        }
+        connection = std::move(opened).value();
+        listening_.store(true, std::memory_order_relaxed);
+        WakeAll();
+      }
+      pause = kFirstReconnectPause;
+      if (!ReadNotifications(*connection)) {
+        listening_.store(false, std::memory_order_relaxed);
+        connection.reset();
+      }
+    }
+  }
+
+  // Reads notifications from `connection` until the store closes (true) or
+  // the connection fails (false).
+  bool ReadNotifications(Connection& connection) {
+    Deadline heard = SteadyClock::now();
+    while (!Stopping()) {
+      Ready ready = WaitForSocket(connection.conn, true, false, SteadyClock::now() + kListenTick);
+      if (ready == Ready::kFailed) return false;
+      if (ready == Ready::kYes) {
+        if (PQconsumeInput(connection.conn) == 0) return false;
+        heard = SteadyClock::now();
+      } else if (SteadyClock::now() - heard >= kListenHeartbeat) {
+        // Quiet for a while: is the server still there?
+        if (!Exec(connection, "SELECT 1", reply_timeout_).ok()) return false;
+        heard = SteadyClock::now();
+      }
+      while (PGnotify* notice = PQnotifies(connection.conn)) {
+        notifications_.fetch_add(1, std::memory_order_relaxed);
+        Wake(notice->extra);
+        PQfreemem(notice);
+      }
+      if (PQstatus(connection.conn) == CONNECTION_BAD) return false;
+    }
+    return true;
+  }
+
+  bool Stopping() {
+    MutexLock lock(&threads_mu_);
+    return stopping_;
+  }
+
+  // Wakes the followers waiting for `digest`, or every follower.
+  void Wake(std::string_view digest) {
+    {
+      MutexLock lock(&waiters_mu_);
+      auto it = waiters_.find(std::string(digest));
+      if (it == waiters_.end()) return;
+      ++it->second.generation;
+    }
+    waiters_cv_.notify_all();
+  }
+  void WakeAll() {
+    {
+      MutexLock lock(&waiters_mu_);
+      for (auto& [digest, slot] : waiters_) ++slot.generation;
+    }
+    waiters_cv_.notify_all();
+  }
+
   // Purges one batch if none ran in the last kPurgeInterval of this store.
   void MaybePurge() {
     int64_t now = SteadyNanos(clock_->Now());
@@ -810,14 +1350,40 @@ class PostgresStoreImpl final : public PostgresStore {
   const size_t max_value_bytes_;
   const size_t purge_batch_;
   const Duration reply_timeout_;
+  const Duration lease_ttl_;
+  const Duration error_ttl_;
+  const Duration follower_poll_;
+  const Duration max_reconnect_pause_;
+  const std::string instance_;
   Clock* const clock_;
   const UnixClock unix_clock_;
 
   // Synchronised inside.
   mutable ConnectionPool pool_;
   // Outages: skip at once while down, log once per episode.
-  mutable StoreHealth health_{name_, std::chrono::milliseconds(100), std::chrono::seconds(2),
-                              RealClock()};
+  mutable StoreHealth health_;
+
+  // Leases held by this process, renewed by the keeper: digest -> token.
+  Mutex held_mu_;
+  std::map<std::string, uint64_t> held_ TOOLOPS_GUARDED_BY(held_mu_);
+
+  // Followers waiting, by digest: the listener bumps a slot's generation
+  // when its key is notified.
+  struct WaitSlot {
+    uint64_t generation = 0;
+    int users = 0;
+  };
+  Mutex waiters_mu_;
+  std::condition_variable_any waiters_cv_;
+  std::unordered_map<std::string, WaitSlot> waiters_ TOOLOPS_GUARDED_BY(waiters_mu_);
+
+  // The keeper and the listener, and how they are told to stop.
+  Mutex threads_mu_;
+  std::condition_variable_any threads_cv_;
+  bool stopping_ TOOLOPS_GUARDED_BY(threads_mu_) = false;
+  std::thread keeper_;
+  std::thread listener_;
+  std::atomic<bool> listening_{false};
 
   // Atomic counters.
   mutable std::atomic<uint64_t> hits_{0};
@@ -828,6 +1394,12 @@ class PostgresStoreImpl final : public PostgresStore {
   mutable std::atomic<uint64_t> failed_{0};
   mutable std::atomic<uint64_t> purged_{0};
   mutable std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> attempts_{0};
+  std::atomic<uint64_t> leases_taken_{0};
+  std::atomic<uint64_t> leases_lost_{0};
+  std::atomic<uint64_t> fenced_{0};
+  std::atomic<uint64_t> notifications_{0};
+  std::atomic<uint64_t> leases_purged_{0};
   std::atomic<int64_t> last_purge_ns_{kNeverPurged};
 };
 
@@ -880,6 +1452,15 @@ Status ValidateOptions(const PostgresStoreOptions& options, const Clock* clock) 
   if (options.purge_batch == 0 || options.purge_batch > static_cast<uint64_t>(INT64_MAX)) {
     return invalid("purge_batch must be positive");
   }
+  if (options.outage_initial_backoff <= Duration::zero() ||
+      options.outage_max_backoff < options.outage_initial_backoff) {
+    return invalid("outage_initial_backoff must be positive and not above outage_max_backoff");
+  }
+  if (options.lease_ttl < milliseconds(30)) return invalid("lease_ttl must be at least 30 ms");
+  if (options.error_ttl <= Duration::zero()) return invalid("error_ttl must be positive");
+  if (options.follower_poll <= Duration::zero()) {
+    return invalid("follower_poll must be positive");
+  }
   return Status::Ok();
 }
 
@@ -898,19 +1479,37 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresStoreOp
   config.conninfo = options.conninfo;
   config.name = options.name;
   config.table = "\"" + options.table + "\"";
+  config.leases = "\"" + options.table + "_leases\"";
+  // One channel per table and namespace; any namespace fits this way.
+  config.channel = "toolops_flights_" +
+                   Sha256Hex(options.table + std::string(1, '\0') + options.key_namespace, 8);
   config.connect_timeout = options.connect_timeout;
   config.statement_timeout = options.statement_timeout;
+  config.first_reconnect_pause = std::min(kFirstReconnectPause, options.outage_max_backoff);
+  config.max_reconnect_pause = options.outage_max_backoff;
+  std::string sequence = "\"" + options.table + "_lease_token\"";
   for (int i = 0; i < kStatementCount; ++i) {
-    config.sql[i] = ReplaceAll(kStatements[i].sql, "{t}", config.table);
+    std::string sql = ReplaceAll(kStatements[i].sql, "{t}", config.table);
+    sql = ReplaceAll(std::move(sql), "{l}", config.leases);
+    sql = ReplaceAll(std::move(sql), "{s}", sequence);
+    sql = ReplaceAll(std::move(sql), "{c}", config.channel);
+    config.sql[i] = ReplaceAll(std::move(sql), "{now}", kServerNow);
   }
 
   // One connection sets the table up and proves the server usable before
   // the store exists; the pool opens more as threads need them.
   Result<std::unique_ptr<Connection>> first = OpenConnection(config, options.table);
   if (!first.ok()) return first.status();
+  if (config.channel.size() <= std::string_view("toolops_flights_").size()) {
+    return StoreError(StatusCode::kUnavailable, options.name, "cannot compute the channel name");
+  }
+  // Notifications work from the first call when the listening connection
+  // opens now; otherwise followers poll until the listener gets one.
+  Result<std::unique_ptr<Connection>> listening = OpenListener(config);
   auto store =
       std::make_unique<PostgresStoreImpl>(options, clock, std::move(unix_clock), std::move(config));
   store->Adopt(std::move(first).value());
+  store->Start(listening.ok() ? std::move(listening).value() : nullptr);
   return std::unique_ptr<PostgresStore>(std::move(store));
 }
 

@@ -440,6 +440,24 @@ TEST_F(PostgresStoreTest, RejectsBadOptions) {
   o = Options();
   o.purge_batch = 0;
   EXPECT_EQ(code(o), StatusCode::kInvalidArgument);
+  o = Options();
+  o.outage_initial_backoff = Duration::zero();
+  EXPECT_EQ(code(o), StatusCode::kInvalidArgument);
+  o = Options();
+  o.outage_max_backoff = o.outage_initial_backoff / 2;
+  EXPECT_EQ(code(o), StatusCode::kInvalidArgument);
+  o = Options();
+  o.lease_ttl = milliseconds(29);
+  Status short_lease = status(o);
+  EXPECT_EQ(short_lease.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(short_lease.message().find("lease_ttl"), std::string_view::npos)
+      << short_lease.ToString();
+  o = Options();
+  o.error_ttl = Duration::zero();
+  EXPECT_EQ(code(o), StatusCode::kInvalidArgument);
+  o = Options();
+  o.follower_poll = -milliseconds(1);
+  EXPECT_EQ(code(o), StatusCode::kInvalidArgument);
   EXPECT_EQ(PostgresStore::Open(Options(), nullptr).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Raw().Scalar("SELECT count(*) FROM pg_class WHERE relname = '" + table_ + "'"), "0");
 
@@ -850,6 +868,385 @@ TEST_F(PostgresStoreTest, SecondProcessHitsAndClearCacheErasesOneTool) {
   EXPECT_EQ(first.store->counters().failed + second.store->counters().failed, 0u);
 }
 
+// ---- Coalescing across processes: the flight coordinator ----
+
+using Role = FlightCoordinator::Role;
+using WaitKind = FlightCoordinator::WaitResult::Kind;
+
+TEST_F(PostgresStoreTest, FollowerIsWokenByTheLeadersNotification) {
+  // With a 5 s fallback look, only the notification can wake the follower
+  // sooner.
+  PostgresStoreOptions o = Options();
+  o.follower_poll = seconds(5);
+  auto a = Open(o);
+  auto b = Open(o);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(b->listening());
+  std::string key = ToolKey("t", "flight");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  ASSERT_EQ(leader.role, Role::kLeader);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  EXPECT_EQ(follower.token, leader.token);
+  // A second caller in the leader's own process follows too.
+  EXPECT_EQ(a->coordinator()->Acquire(k).role, Role::kFollower);
+
+  std::atomic<bool> done{false};
+  FlightCoordinator::WaitResult got;
+  std::chrono::steady_clock::time_point woke;
+  std::thread waiter([&] {
+    got = b->coordinator()->Wait(k, follower, TimePoint::max());
+    woke = std::chrono::steady_clock::now();
+    done = true;
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(done.load());
+  auto completed = std::chrono::steady_clock::now();
+  EXPECT_TRUE(a->coordinator()->Complete(k, leader.token, ValueOf("shared"), clock_.Now()));
+  waiter.join();
+  ASSERT_EQ(got.kind, WaitKind::kValue);
+  EXPECT_EQ(got.value->value.view(), "shared");
+  EXPECT_LT(woke - completed, seconds(4));
+  EXPECT_GE(b->counters().notifications, 1u);
+  std::printf(
+      "figure (postgres): follower woken %.1f ms after the leader's completion "
+      "(fallback look every 5 s)\n",
+      std::chrono::duration<double, std::milli>(woke - completed).count());
+  // The value is in the table for everyone, and the lease is released: the
+  // next caller leads, with a larger token.
+  EXPECT_EQ(Lookup(*b, key), "shared");
+  FlightCoordinator::Lease next = b->coordinator()->Acquire(k);
+  EXPECT_EQ(next.role, Role::kLeader);
+  EXPECT_GT(next.token, leader.token);
+  b->coordinator()->Release(k, next.token);
+  EXPECT_EQ(a->counters().leases_taken, 1u);
+  EXPECT_EQ(a->counters().failed + b->counters().failed, 0u);
+}
+
+TEST_F(PostgresStoreTest, LeaseTableHoldsDigestsTokensAndTheServersClock) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::string key = ToolKey("search", "secret query");
+  FlightCoordinator::Lease lease = store->coordinator()->Acquire(KeyRef::Of(key));
+  ASSERT_EQ(lease.role, Role::kLeader);
+  RawTable raw(server_->conninfo(), table_ + "_leases");
+  EXPECT_EQ(raw.Count("digest = '" + Digest(key) + "' AND token = " + std::to_string(lease.token)),
+            1);
+  EXPECT_EQ(raw.Count("position('secret' in digest) > 0"), 0);
+  // Held for lease_ttl (5 s) from now on the server's clock.
+  EXPECT_EQ(raw.Count("expires_at BETWEEN (extract(epoch FROM clock_timestamp()) * 1e6)::bigint"
+                      " + 4000000 AND (extract(epoch FROM clock_timestamp()) * 1e6)::bigint"
+                      " + 5000000"),
+            1);
+  // Tokens come from the table's sequence.
+  EXPECT_EQ(raw.Scalar("SELECT last_value FROM \"" + table_ + "_lease_token\""),
+            std::to_string(lease.token));
+}
+
+TEST_F(PostgresStoreTest, LeadersErrorReachesItsFollowers) {
+  auto a = Open();
+  auto b = Open();
+  std::string key = ToolKey("t", "error");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  ASSERT_EQ(leader.role, Role::kLeader);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::thread completer([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    a->coordinator()->Complete(
+        k, leader.token, Status(StatusCode::kResourceExhausted, "rate limited"), clock_.Now());
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  completer.join();
+  ASSERT_EQ(got.kind, WaitKind::kError);
+  EXPECT_EQ(got.error.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(got.error.message(), "rate limited");
+  EXPECT_EQ(got.error.guard(), Guard::kUpstream);
+  // Nothing was cached, and the next caller leads again; its followers do
+  // not see the former leader's error.
+  EXPECT_EQ(Lookup(*b, key), std::nullopt);
+  FlightCoordinator::Lease next = b->coordinator()->Acquire(k);
+  ASSERT_EQ(next.role, Role::kLeader);
+  FlightCoordinator::Lease next_follower = a->coordinator()->Acquire(k);
+  ASSERT_EQ(next_follower.role, Role::kFollower);
+  EXPECT_EQ(a->coordinator()->Wait(k, next_follower, clock_.Now()).kind, WaitKind::kTimedOut);
+}
+
+TEST_F(PostgresStoreTest, ReleasedLeaseWakesFollowersToLookAgain) {
+  PostgresStoreOptions o = Options();
+  o.follower_poll = seconds(5);
+  auto a = Open(o);
+  auto b = Open(o);
+  std::string key = ToolKey("t", "released");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    a->coordinator()->Release(k, leader.token);
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  releaser.join();
+  EXPECT_EQ(got.kind, WaitKind::kLeaseGone);
+  EXPECT_EQ(b->coordinator()->Acquire(k).role, Role::kLeader);
+}
+
+TEST_F(PostgresStoreTest, DeadLeadersLeaseExpiresAndAFollowerTakesOver) {
+  PostgresStoreOptions o = Options();
+  o.lease_ttl = milliseconds(300);
+  auto b = Open(o);
+  std::string key = ToolKey("t", "takeover");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease dead;
+  {
+    auto a = Open(o);
+    dead = a->coordinator()->Acquire(k);
+    ASSERT_EQ(dead.role, Role::kLeader);
+  }  // The leader's process "dies": nobody renews its lease.
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  auto start = std::chrono::steady_clock::now();
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  EXPECT_EQ(got.kind, WaitKind::kLeaseGone);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(300) + seconds(1));
+  FlightCoordinator::Lease takeover = b->coordinator()->Acquire(k);
+  EXPECT_EQ(takeover.role, Role::kLeader);
+  EXPECT_GT(takeover.token, dead.token);
+}
+
+TEST_F(PostgresStoreTest, LiveLeadersLeaseIsRenewed) {
+  PostgresStoreOptions o = Options();
+  o.lease_ttl = milliseconds(150);
+  auto a = Open(o);
+  auto b = Open(o);
+  std::string key = ToolKey("t", "renewed");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  ASSERT_EQ(leader.role, Role::kLeader);
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(milliseconds(60));
+    EXPECT_EQ(b->coordinator()->Acquire(k).role, Role::kFollower) << i;
+  }
+  EXPECT_EQ(a->counters().leases_lost, 0u);
+  EXPECT_TRUE(a->coordinator()->Complete(k, leader.token, ValueOf("v"), clock_.Now()));
+}
+
+TEST_F(PostgresStoreTest, StaleLeaderIsFencedAndCannotOverwriteANewerResult) {
+  auto a = Open();
+  auto b = Open();
+  RawTable raw(server_->conninfo(), table_ + "_leases");
+  std::string key = ToolKey("t", "fence");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease old_leader = a->coordinator()->Acquire(k);
+  ASSERT_EQ(old_leader.role, Role::kLeader);
+  // The old leader stalls long enough for its lease to expire.
+  raw.Exec("UPDATE " + raw.table() + " SET expires_at = 0");
+  FlightCoordinator::Lease new_leader = b->coordinator()->Acquire(k);
+  ASSERT_EQ(new_leader.role, Role::kLeader);
+  EXPECT_GT(new_leader.token, old_leader.token);
+
+  // Neither before nor after the new leader's result may the old one write.
+  EXPECT_FALSE(a->coordinator()->Complete(k, old_leader.token, ValueOf("old"), clock_.Now()));
+  EXPECT_EQ(Lookup(*a, key), std::nullopt);
+  EXPECT_TRUE(b->coordinator()->Complete(k, new_leader.token, ValueOf("new"), clock_.Now()));
+  EXPECT_FALSE(a->coordinator()->Complete(k, old_leader.token, ValueOf("old"), clock_.Now()));
+  EXPECT_EQ(a->counters().fenced, 2u);
+  EXPECT_EQ(Lookup(*a, key), "new");
+  // Nor release the newer lease or publish an error for it.
+  FlightCoordinator::Lease third = b->coordinator()->Acquire(k);
+  ASSERT_EQ(third.role, Role::kLeader);
+  a->coordinator()->Release(k, old_leader.token);
+  a->coordinator()->Complete(k, old_leader.token, Status(StatusCode::kInternal, "late"),
+                             clock_.Now());
+  EXPECT_EQ(a->coordinator()->Acquire(k).role, Role::kFollower);
+  EXPECT_EQ(raw.Count("error_code <> 0"), 0);
+}
+
+TEST_F(PostgresStoreTest, FollowerFollowsANewLeaderAfterATakeover) {
+  auto a = Open();
+  auto b = Open();
+  auto c = Open();
+  RawTable raw(server_->conninfo(), table_ + "_leases");
+  std::string key = ToolKey("t", "relay");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease first = a->coordinator()->Acquire(k);
+  FlightCoordinator::Lease follower = c->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  raw.Exec("UPDATE " + raw.table() + " SET expires_at = 0");
+  FlightCoordinator::Lease second = b->coordinator()->Acquire(k);
+  ASSERT_EQ(second.role, Role::kLeader);
+  ASSERT_GT(second.token, first.token);
+  std::thread completer([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    b->coordinator()->Complete(k, second.token, Status(StatusCode::kNotFound, "gone"),
+                               clock_.Now());
+  });
+  // Waiting on the first leader's token, the follower sees the second's error.
+  FlightCoordinator::WaitResult got = c->coordinator()->Wait(k, follower, TimePoint::max());
+  completer.join();
+  ASSERT_EQ(got.kind, WaitKind::kError);
+  EXPECT_EQ(got.error.message(), "gone");
+}
+
+TEST_F(PostgresStoreTest, ValueWrittenWithoutANotificationIsFoundByTheFallbackLook) {
+  PostgresStoreOptions o = Options();
+  o.follower_poll = milliseconds(100);
+  auto a = Open(o);
+  auto b = Open(o);
+  std::string key = ToolKey("t", "unnotified");
+  KeyRef k = KeyRef::Of(key);
+  ASSERT_EQ(a->coordinator()->Acquire(k).role, Role::kLeader);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(milliseconds(150));
+    PutOrFail(*a, key, "quiet");  // A plain write sends no notification.
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  writer.join();
+  ASSERT_EQ(got.kind, WaitKind::kValue);
+  EXPECT_EQ(got.value->value.view(), "quiet");
+  EXPECT_EQ(b->counters().notifications, 0u);
+}
+
+TEST_F(PostgresStoreTest, ListeningConnectionLostIsReopenedAndNotificationsResume) {
+  PostgresStoreOptions o = Options();
+  o.follower_poll = seconds(5);
+  auto a = Open(o);
+  auto b = Open(o);
+  ASSERT_TRUE(b->listening());
+  // The server ends every listening session (and nothing else of ours).
+  RawTable raw = Raw();
+  const std::string listeners =
+      "SELECT {} FROM pg_stat_activity WHERE (query LIKE 'LISTEN %' OR query = 'SELECT 1')";
+  auto listeners_sql = [&](const std::string& what) {
+    std::string sql = listeners;
+    return sql.replace(sql.find("{}"), 2, what);
+  };
+  std::string old_pids = raw.Scalar(listeners_sql("string_agg(pid::text, ',')"));
+  ASSERT_FALSE(old_pids.empty());
+  EXPECT_EQ(raw.Scalar(listeners_sql("count(pg_terminate_backend(pid))")), "2");
+  // Both stores listen again, on new sessions.
+  auto until = std::chrono::steady_clock::now() + seconds(10);
+  while (raw.Scalar(listeners_sql("count(*)") + " AND pid NOT IN (" + old_pids + ")") != "2" ||
+         !b->listening()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "the listener did not come back";
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+
+  // A follower is woken by the notification again, well before its 5 s look.
+  std::string key = ToolKey("t", "relisten");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  std::chrono::steady_clock::time_point completed;
+  std::thread completer([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    completed = std::chrono::steady_clock::now();
+    a->coordinator()->Complete(k, leader.token, ValueOf("again"), clock_.Now());
+  });
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  auto woke = std::chrono::steady_clock::now();
+  completer.join();
+  ASSERT_EQ(got.kind, WaitKind::kValue);
+  EXPECT_LT(woke - completed, seconds(4));
+  EXPECT_GE(b->counters().notifications, 1u);
+}
+
+TEST_F(PostgresStoreTest, DamagedValueIsNeverHandedToAFollower) {
+  auto a = Open();
+  auto b = Open();
+  std::string key = ToolKey("t", "damaged");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+  ASSERT_TRUE(a->coordinator()->Complete(k, leader.token, ValueOf("good"), clock_.Now()));
+  RawTable raw = Raw();
+  std::optional<std::string> envelope = raw.Envelope(Digest(key));
+  ASSERT_TRUE(envelope.has_value());
+  std::string damaged = *envelope;
+  damaged[damaged.size() / 2] ^= 0x20;
+  raw.SetEnvelope(Digest(key), damaged);
+  // The lease is released and the value refused: the follower takes over.
+  FlightCoordinator::WaitResult got = b->coordinator()->Wait(k, follower, TimePoint::max());
+  EXPECT_EQ(got.kind, WaitKind::kLeaseGone);
+  EXPECT_GE(b->counters().corrupt, 1u);
+  EXPECT_EQ(b->coordinator()->Acquire(k).role, Role::kLeader);
+}
+
+TEST_F(PostgresStoreTest, SettingUpTheTablesWhileLeadersCompleteNeverDeadlocks) {
+  auto leader = Open();
+  ASSERT_NE(leader, nullptr);
+  std::atomic<bool> done{false};
+  std::atomic<int> completed{0};
+  std::thread completing([&] {
+    for (int i = 0; !done; ++i) {
+      std::string key = ToolKey("t", "k" + std::to_string(i % 20));
+      FlightCoordinator::Lease lease = leader->coordinator()->Acquire(KeyRef::Of(key));
+      if (lease.role != Role::kLeader) continue;
+      if (leader->coordinator()->Complete(KeyRef::Of(key), lease.token, ValueOf("v"),
+                                          clock_.Now())) {
+        ++completed;
+      }
+    }
+  });
+  // Each Open runs the creation transaction (an index is missing), whose
+  // CREATE INDEX statements lock both tables while completions lock them too.
+  RawTable raw = Raw();
+  for (int i = 0; i < 15; ++i) {
+    raw.Exec("DROP INDEX IF EXISTS \"" + table_ + "_tool\"");
+    Result<std::unique_ptr<PostgresStore>> opened =
+        PostgresStore::Open(Options(), &clock_, FakeUnix());
+    EXPECT_TRUE(opened.ok()) << i << ": " << opened.status().ToString();
+  }
+  done = true;
+  completing.join();
+  EXPECT_GT(completed.load(), 0);
+  EXPECT_EQ(leader->counters().failed, 0u);
+}
+
+TEST_F(PostgresStoreTest, ExpiredLeasesArePurgedInBatches) {
+  PostgresStoreOptions o = Options();
+  o.purge_batch = 100;
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 250; ++i) {
+    std::string key = ToolKey("t", "old-" + std::to_string(i));
+    FlightCoordinator::Lease lease = store->coordinator()->Acquire(KeyRef::Of(key));
+    ASSERT_EQ(lease.role, Role::kLeader);
+    store->coordinator()->Release(KeyRef::Of(key), lease.token);
+  }
+  std::string held_key = ToolKey("t", "held");
+  ASSERT_EQ(store->coordinator()->Acquire(KeyRef::Of(held_key)).role, Role::kLeader);
+  std::string recent_key = ToolKey("t", "recent");
+  FlightCoordinator::Lease recent = store->coordinator()->Acquire(KeyRef::Of(recent_key));
+  store->coordinator()->Release(KeyRef::Of(recent_key), recent.token);
+  RawTable raw(server_->conninfo(), table_ + "_leases");
+  ASSERT_EQ(raw.Count(), 252);
+
+  // Released an hour ago: past error_ttl + lease_ttl.
+  raw.Exec("UPDATE " + raw.table() +
+           " SET expires_at = expires_at - 3600000000 WHERE digest LIKE '" +
+           Digest(ToolKey("t", "")).substr(0, 10) + "%' AND digest <> '" + Digest(held_key) +
+           "' AND digest <> '" + Digest(recent_key) + "'");
+  store->PurgeExpired();
+  EXPECT_EQ(raw.Count(), 152);
+  store->PurgeExpired();
+  store->PurgeExpired();
+  store->PurgeExpired();
+  EXPECT_EQ(raw.Count(), 2);
+  EXPECT_EQ(store->counters().leases_purged, 250u);
+  // The held lease and the recently released one stay.
+  EXPECT_EQ(raw.Count("digest = '" + Digest(held_key) + "'"), 1);
+  EXPECT_EQ(raw.Count("digest = '" + Digest(recent_key) + "'"), 1);
+}
+
 // ---- Outages: each test on a server of its own ----
 
 class PostgresStoreOutageTest : public PostgresFixture {
@@ -988,6 +1385,57 @@ TEST_F(PostgresStoreOutageTest, OpenFailsWithinConnectTimeoutOnAHungServer) {
       << store.status().ToString();
   EXPECT_GE(took, milliseconds(500));
   EXPECT_LT(took, milliseconds(1500));
+}
+
+TEST_F(PostgresStoreOutageTest, StoppedServerMeansNoCoordinationAndItResumesByItself) {
+  PostgresStoreOptions o = Options();
+  o.outage_initial_backoff = milliseconds(20);
+  o.outage_max_backoff = milliseconds(100);
+  auto a = Open(o);
+  auto b = Open(o);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::string key = ToolKey("t", "outage");
+  KeyRef k = KeyRef::Of(key);
+  FlightCoordinator::Lease leader = a->coordinator()->Acquire(k);
+  ASSERT_EQ(leader.role, Role::kLeader);
+  FlightCoordinator::Lease follower = b->coordinator()->Acquire(k);
+  ASSERT_EQ(follower.role, Role::kFollower);
+
+  // A follower waiting when the server goes away is told to go on alone.
+  FlightCoordinator::WaitResult got;
+  std::thread waiter([&] { got = b->coordinator()->Wait(k, follower, TimePoint::max()); });
+  std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_TRUE(server_.Stop().ok());
+  waiter.join();
+  EXPECT_EQ(got.kind, WaitKind::kUnavailable);
+  // Every exchange fails fast and says "no coordination".
+  for (int i = 0; i < 20; ++i) {
+    Duration took =
+        Timed([&] { EXPECT_EQ(b->coordinator()->Acquire(k).role, Role::kUnavailable); });
+    EXPECT_LT(took, seconds(1)) << i;
+  }
+  EXPECT_FALSE(a->coordinator()->Complete(k, leader.token, ValueOf("v"), clock_.Now()));
+  EXPECT_TRUE(b->down());
+  EXPECT_GE(b->counters().outages, 1u);
+
+  // Back: coordination resumes, notifications too.
+  ASSERT_TRUE(server_.Start().ok()) << server_.LogTail();
+  FlightCoordinator::Lease again;
+  EXPECT_TRUE(EventuallyWorks([&] {
+    again = a->coordinator()->Acquire(k);
+    return again.role != Role::kUnavailable;
+  }));
+  EXPECT_TRUE(EventuallyWorks([&] { return a->listening() && b->listening(); }));
+  if (again.role == Role::kFollower) {
+    // The lease from before the outage is still running out.
+    EXPECT_EQ(a->coordinator()->Wait(k, again, TimePoint::max()).kind, WaitKind::kLeaseGone);
+    again = a->coordinator()->Acquire(k);
+  }
+  ASSERT_EQ(again.role, Role::kLeader);
+  EXPECT_GT(again.token, leader.token);
+  EXPECT_TRUE(a->coordinator()->Complete(k, again.token, ValueOf("after"), clock_.Now()));
+  EXPECT_EQ(Lookup(*b, key), "after");
 }
 
 }  // namespace

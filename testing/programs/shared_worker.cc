@@ -1,7 +1,8 @@
 // testing/programs/shared_worker.cc
 //
 // One "agent process" for the tests of coalescing across processes. It wraps
-// a slow tool with a Redis shared store, starts --calls threads at the same
+// a slow tool with a shared store (--store redis, the default, on --port; or
+// --store postgres on --conninfo, table --table), starts --calls threads at the same
 // wall-clock instant (--start-at), each calling the tool once for key
 // (thread index % --keys), and prints one line of counts:
 //
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "toolops/environment.h"
+#include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
 #include "toolops/store.h"
 #include "toolops/tool.h"
@@ -40,7 +42,10 @@ int64_t UnixNanos() {
 }
 
 struct Flags {
+  std::string store = "redis";
   int port = 6379;
+  std::string conninfo;
+  std::string table = "toolops_entries";
   int keys = 50;
   int calls = 200;
   int upstream_ms = 20;
@@ -57,8 +62,14 @@ Flags Parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string name = argv[i];
     std::string value = argv[i + 1];
-    if (name == "--port")
+    if (name == "--store")
+      f.store = value;
+    else if (name == "--port")
       f.port = std::stoi(value);
+    else if (name == "--conninfo")
+      f.conninfo = value;
+    else if (name == "--table")
+      f.table = value;
     else if (name == "--keys")
       f.keys = std::stoi(value);
     else if (name == "--calls")
@@ -100,24 +111,35 @@ int main(int argc, char** argv) {
                       ? -1
                       : open(flags.record.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
-  toolops::RedisStoreOptions redis;
-  redis.port = flags.port;
-  redis.lease_ttl = std::chrono::milliseconds(flags.lease_ms);
-  redis.io_timeout = std::chrono::milliseconds(1000);
-  auto shared = toolops::RedisStore::Open(redis);
+  toolops::Result<std::unique_ptr<toolops::Store>> shared =
+      toolops::Status(toolops::StatusCode::kInvalidArgument,
+                      "--store must be redis or postgres, not '" + flags.store + "'");
+  if (flags.store == "redis") {
+    toolops::RedisStoreOptions redis;
+    redis.port = flags.port;
+    redis.lease_ttl = std::chrono::milliseconds(flags.lease_ms);
+    redis.io_timeout = std::chrono::milliseconds(1000);
+    shared = toolops::NewRedisStore(redis);
+  } else if (flags.store == "postgres") {
+    toolops::PostgresStoreOptions postgres;
+    postgres.conninfo = flags.conninfo;
+    postgres.table = flags.table;
+    postgres.lease_ttl = std::chrono::milliseconds(flags.lease_ms);
+    shared = toolops::NewPostgresStore(postgres);
+  }
   if (!shared.ok()) {
-    std::fprintf(stderr, "redis: %s\n", shared.status().ToString().c_str());
+    std::fprintf(stderr, "%s: %s\n", flags.store.c_str(), shared.status().ToString().c_str());
     return 1;
   }
   toolops::StoreRegistry stores;
   stores.Register("memory", std::move(toolops::NewMemoryStore({})).value());
-  stores.Register("redis", std::shared_ptr<toolops::Store>(std::move(*shared)));
+  stores.Register("shared", std::shared_ptr<toolops::Store>(std::move(*shared)));
   toolops::Environment env;
   env.stores = &stores;
 
   toolops::ToolPolicy policy;
   policy.cache.ttl = std::chrono::minutes(10);
-  policy.cache.shared_store = "redis";
+  policy.cache.shared_store = "shared";
   if (flags.deadline_ms > 0) policy.timeout.deadline = std::chrono::milliseconds(flags.deadline_ms);
   std::atomic<int> upstream{0};
   auto tool = toolops::Readonly(
