@@ -1,0 +1,160 @@
+// src/replay/replay_test.cc
+
+#include "replay/replay.h"
+
+#include <gtest/gtest.h>
+
+#include "toolops/embedder.h"
+
+namespace toolops {
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kT0 = 1'750'000'000 * kSecond;
+
+TraceCall Call(int64_t at_ms, std::string tool, std::string query, std::string intent,
+               int64_t latency_ms = 500, StatusCode outcome = StatusCode::kOk) {
+  TraceCall call;
+  call.time_ns = kT0 + at_ms * 1'000'000;
+  call.tool = std::move(tool);
+  call.args = Value(Value::Map{{"query", Value(std::move(query))}});
+  call.intent = std::move(intent);
+  call.latency = std::chrono::milliseconds(latency_ms);
+  call.outcome = outcome;
+  call.cost = 0.01;
+  return call;
+}
+
+ReplayPolicy Policy(const std::string& spec, Duration ttl = std::chrono::minutes(5)) {
+  Result<ReplayPolicy> p = ParsePolicySpec(spec, ttl);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return *p;
+}
+
+ReplayReport Replay(std::vector<TraceCall> calls, const ReplayPolicy& policy,
+                    const Embedder* embedder = nullptr, double speed = 0) {
+  VectorCallSource source(std::move(calls));
+  Simulation simulation;
+  ReplayOptions options;
+  options.embedder = embedder;
+  options.speed = speed;
+  Result<ReplayReport> r = RunReplay(source, policy, simulation, options);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : ReplayReport();
+}
+
+TEST(ReplayTest, RepeatedIntentsGoUpstreamOncePerIntent) {
+  std::vector<TraceCall> calls;
+  // Three intents, ten asks each, one every 10 s (each answer is back long
+  // before the next ask), all inside one TTL.
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      calls.push_back(Call((round * 3 + i) * 10'000, "search", "question " + std::to_string(i),
+                           "intent-" + std::to_string(i)));
+    }
+  }
+  ReplayReport r = Replay(calls, Policy("exact"));
+  EXPECT_EQ(r.requested, 30u);
+  EXPECT_EQ(r.upstream, 3u);
+  EXPECT_EQ(r.saved.exact, 27u);
+  EXPECT_EQ(r.saved.total(), 27u);
+  EXPECT_EQ(r.served, 27u);
+  EXPECT_EQ(r.wrong, 0u);
+  EXPECT_EQ(r.ttl_windows, 3u);
+  EXPECT_EQ(r.attainable(), 27u);
+  EXPECT_DOUBLE_EQ(r.bound_ratio(), 1.0);
+  EXPECT_NEAR(r.cost_without, 0.30, 1e-9);
+  EXPECT_NEAR(r.cost_with, 0.03, 1e-9);
+  // Hits take no trace time; direct calls take their 500 ms.
+  EXPECT_EQ(r.latency_with.Quantile(0.5), Duration::zero());
+  EXPECT_NEAR(std::chrono::duration<double>(r.latency_without.Quantile(0.5)).count(), 0.5, 0.02);
+}
+
+TEST(ReplayTest, BurstOfIdenticalCallsIsCoalesced) {
+  std::vector<TraceCall> calls;
+  // Five agents ask the same thing within 100 ms; the answer takes 2 s.
+  for (int i = 0; i < 5; ++i) calls.push_back(Call(i * 20, "search", "same question", "q", 2000));
+  ReplayReport r = Replay(calls, Policy("exact"));
+  EXPECT_EQ(r.requested, 5u);
+  EXPECT_EQ(r.upstream, 1u);
+  EXPECT_EQ(r.saved.coalesced, 4u);
+  EXPECT_EQ(r.saved.exact, 0u);
+  // The followers waited for the leader's answer: 2 s minus their delay.
+  EXPECT_NEAR(std::chrono::duration<double>(r.latency_with.max()).count(), 2.0, 0.05);
+  EXPECT_GT(r.latency_with.Quantile(0.2), std::chrono::milliseconds(1800));
+}
+
+TEST(ReplayTest, CoalescingFollowsTraceTimeAtAnySpeed) {
+  // A call 1.5 s after the first of the same key joins its flight only when
+  // the first takes longer than 1.5 s; the speed does not matter.
+  for (double speed : {0.0, 1000.0}) {
+    for (int64_t latency : {1000, 2000}) {
+      std::vector<TraceCall> calls = {Call(0, "search", "q", "q", latency),
+                                      Call(1500, "search", "q", "q", latency)};
+      ReplayReport r = Replay(calls, Policy("exact"), nullptr, speed);
+      EXPECT_EQ(r.upstream, 1u);
+      if (latency == 2000) {
+        EXPECT_EQ(r.saved.coalesced, 1u) << "speed " << speed;
+      } else {
+        EXPECT_EQ(r.saved.exact, 1u) << "speed " << speed;
+      }
+    }
+  }
+}
+
+TEST(ReplayTest, TtlExpiresInTraceTime) {
+  // TTL 60 s: asks at 0, 30 s, 61 s, 90 s, 200 s: upstream at 0, 61 (the
+  // entry stored at 0.5 s is fresh until 60.5 s), 200.
+  std::vector<TraceCall> calls;
+  for (int64_t s : {0, 30, 61, 90, 200}) calls.push_back(Call(s * 1000, "search", "q", "q"));
+  for (double speed : {0.0, 500.0}) {
+    ReplayReport r = Replay(calls, Policy("exact", std::chrono::seconds(60)), nullptr, speed);
+    EXPECT_EQ(r.upstream, 3u) << "speed " << speed;
+    EXPECT_EQ(r.saved.exact, 2u) << "speed " << speed;
+    EXPECT_EQ(r.ttl_windows, 3u);
+  }
+}
+
+TEST(ReplayTest, FailureStretchIsServedStaleAndRetried) {
+  std::vector<TraceCall> calls;
+  // TTL 60 s. Learned at 0; asked again at 100 s and 110 s while the tool
+  // fails (observed outcome UNAVAILABLE): served stale (stale-if-error is
+  // 30 min). At 300 s the tool is back.
+  calls.push_back(Call(0, "search", "q", "q"));
+  calls.push_back(Call(100'000, "search", "q", "q", 500, StatusCode::kUnavailable));
+  calls.push_back(Call(110'000, "search", "q", "q", 500, StatusCode::kUnavailable));
+  calls.push_back(Call(300'000, "search", "q", "q"));
+  // A question never asked before, during the outage: fails after retries.
+  calls.push_back(Call(105'000, "search", "other", "other", 500, StatusCode::kUnavailable));
+  ReplayReport r = Replay(calls, Policy("exact", std::chrono::seconds(60)));
+  EXPECT_EQ(r.requested, 5u);
+  EXPECT_EQ(r.saved.stale, 2u);
+  EXPECT_EQ(r.failed_with, 1u);
+  EXPECT_EQ(r.failed_without, 3u);
+  // The stale calls' 3 attempts each, the new question's 3, and 2 successes.
+  EXPECT_EQ(r.retries, 6u);
+  EXPECT_EQ(r.upstream, 3u + 3u + 3u + 2u);
+}
+
+TEST(ReplayTest, NoPolicyCallsUpstreamEveryTime) {
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 10; ++i) calls.push_back(Call(i * 1000, "search", "q", "q"));
+  ReplayReport r = Replay(calls, Policy("none"));
+  EXPECT_EQ(r.upstream, 10u);
+  EXPECT_EQ(r.saved.total(), 0u);
+  EXPECT_EQ(r.attainable(), 0u);
+}
+
+TEST(ReplayTest, AnswersRoundTrip) {
+  SimulatedAnswer a{42, 123456789, true, "intent|with|bars"};
+  SimulatedAnswer b;
+  ASSERT_TRUE(DecodeAnswer(EncodeAnswer(a), &b));
+  EXPECT_EQ(b.source, 42u);
+  EXPECT_EQ(b.done_ns, 123456789);
+  EXPECT_TRUE(b.labelled);
+  EXPECT_EQ(b.label, "intent|with|bars");
+  EXPECT_FALSE(DecodeAnswer("garbage", &b));
+}
+
+}  // namespace
+}  // namespace toolops
