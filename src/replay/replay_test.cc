@@ -145,6 +145,110 @@ TEST(ReplayTest, NoPolicyCallsUpstreamEveryTime) {
   EXPECT_EQ(r.attainable(), 0u);
 }
 
+const Embedder* BundledEmbedder() {
+  static Result<std::unique_ptr<Embedder>>* loaded =
+      new Result<std::unique_ptr<Embedder>>(LoadStaticEmbedder(DefaultModelDirectory()));
+  return loaded->ok() ? loaded->value().get() : nullptr;
+}
+
+TEST(ReplayTest, LooseThresholdServesWrongAnswersAndTheReportCountsThem) {
+  const Embedder* embedder = BundledEmbedder();
+  ASSERT_NE(embedder, nullptr);
+  std::vector<TraceCall> calls = {
+      Call(0, "search", "How do I reset my password?", "reset-password"),
+      // Another intent: a loose threshold without the guard serves the first
+      // answer.
+      Call(10'000, "search", "How do I delete my account?", "delete-account"),
+      // The same intent in other words: a right semantic hit.
+      Call(20'000, "search", "How can I reset my password?", "reset-password"),
+      // The wrong answer is now stored under this wording too: an exact hit,
+      // still wrong.
+      Call(30'000, "search", "How do I delete my account?", "delete-account"),
+  };
+  ReplayReport loose = Replay(calls, Policy("semantic-noguard:0.30"), embedder);
+  EXPECT_EQ(loose.upstream, 1u);
+  EXPECT_EQ(loose.saved.semantic, 2u);
+  EXPECT_EQ(loose.saved.exact, 1u);
+  EXPECT_EQ(loose.labelled_served, 3u);
+  EXPECT_EQ(loose.wrong, 2u);
+  EXPECT_NEAR(loose.wrong_ratio(), 2.0 / 3.0, 1e-9);
+
+  // A strict threshold keeps the two intents apart and still matches the
+  // paraphrase.
+  ReplayReport strict = Replay(calls, Policy("semantic:0.90"), embedder);
+  EXPECT_EQ(strict.wrong, 0u);
+  EXPECT_EQ(strict.upstream, 2u);
+  EXPECT_EQ(strict.saved.semantic, 1u);
+  EXPECT_EQ(strict.saved.exact, 1u);
+}
+
+TEST(ReplayTest, UnlabelledCallsAreNeverCountedWrong) {
+  const Embedder* embedder = BundledEmbedder();
+  ASSERT_NE(embedder, nullptr);
+  std::vector<TraceCall> calls = {Call(0, "search", "How do I reset my password?", ""),
+                                  Call(10'000, "search", "How do I delete my account?", "")};
+  ReplayReport r = Replay(calls, Policy("semantic-noguard:0.30"), embedder);
+  EXPECT_EQ(r.served, 1u);
+  EXPECT_EQ(r.labelled_served, 0u);
+  EXPECT_EQ(r.wrong, 0u);
+  // Without labels each call is its own intent: two windows, nothing
+  // attainable, yet one call was saved.
+  EXPECT_EQ(r.attainable(), 0u);
+}
+
+TEST(ReplayTest, ModelFailuresRateLimitsAndBreakerOpenings) {
+  // No observations in the trace: the model decides. The tool fails every
+  // attempt between 100 s and 200 s; the breaker (10 calls, 50%) opens.
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 300; ++i) {
+    TraceCall call = Call(i * 1000, "search", "q" + std::to_string(i), "i" + std::to_string(i));
+    call.latency.reset();
+    call.outcome.reset();
+    call.cost.reset();
+    calls.push_back(std::move(call));
+  }
+  Simulation simulation;
+  ToolModel model;
+  model.cost = 0.5;
+  model.latency_median = model.latency_p95 = std::chrono::milliseconds(100);
+  model.bursts.push_back(
+      {std::chrono::seconds(100), std::chrono::seconds(200), 1.0, StatusCode::kUnavailable});
+  simulation.tools["search"] = model;
+  ReplayPolicy policy = Policy("exact");
+  policy.base.breaker.window_size = 10;
+  policy.base.breaker.minimum_calls = 10;
+  policy.base.breaker.open_wait = std::chrono::seconds(20);
+  VectorCallSource source(calls);
+  Result<ReplayReport> r = RunReplay(source, policy, simulation, ReplayOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->requested, 300u);
+  EXPECT_EQ(r->failed_without, 100u);
+  EXPECT_GE(r->breaker_openings, 2u);
+  EXPECT_GT(r->rejected_by_breaker, 0u);
+  // New questions: nothing stale to serve. A breaker still open just after
+  // the stretch fails a few more.
+  EXPECT_GE(r->failed_with, 100u);
+  EXPECT_LT(r->failed_with, 130u);
+  EXPECT_NEAR(r->cost_without, 150.0, 1e-6);
+
+  // A rate limit of 2 attempts per second against 5 calls a second.
+  std::vector<TraceCall> fast;
+  for (int i = 0; i < 50; ++i) {
+    TraceCall call = Call(i * 200, "search", "q" + std::to_string(i), "i" + std::to_string(i));
+    call.outcome.reset();
+    fast.push_back(std::move(call));
+  }
+  ToolModel limited;
+  limited.rate_limit_per_second = 2;
+  simulation.tools["search"] = limited;
+  VectorCallSource fast_source(fast);
+  Result<ReplayReport> limited_report =
+      RunReplay(fast_source, Policy("exact"), simulation, ReplayOptions());
+  ASSERT_TRUE(limited_report.ok());
+  EXPECT_GT(limited_report->rate_limited, 0u);
+  EXPECT_GT(limited_report->retries, 0u);
+}
+
 TEST(ReplayTest, AnswersRoundTrip) {
   SimulatedAnswer a{42, 123456789, true, "intent|with|bars"};
   SimulatedAnswer b;

@@ -13,8 +13,13 @@
 // coming back to its own few topics); an intent is worded in its main form
 // or, some of the time, in its paraphrase from the pair. Some steps are
 // bursts: several agents of one conversation ask the same thing at once.
-// One stretch of the trace (by default 40% to 45% of its length) is an
-// outage of web_search: its calls there were observed failing.
+// One stretch of the trace (by default 40% to 45% of its expected length) is
+// an outage of web_search: 95% of its calls there were observed failing
+// fast. Elsewhere 0.2% of calls fail at random.
+//
+// Intents come from pairs marked as the same question; pairs that share a
+// wording, or half their content words, with an intent already chosen are
+// left out (LoadSampleData), so that two labels never mean the same.
 //
 // The generator streams: memory holds the intents and the conversations
 // in progress, not the trace. Used by one thread.
@@ -74,8 +79,8 @@ struct SampleOptions {
   double paraphrase_share = 0.15;
   // Share of conversation steps that are bursts (several agents at once).
   double burst_share = 0.08;
-  // The outage of web_search, as fractions of the trace's length; from ==
-  // to: none.
+  // The outage of web_search, as fractions of the trace's expected length
+  // (calls / calls_per_second); from == to: none.
   double outage_from = 0.40;
   double outage_to = 0.45;
   // The first call's time (Unix ns): 2025-06-02T09:00:00Z.
