@@ -45,6 +45,7 @@ const char kReplayUsage[] =
     "  --model DIR         embedder model directory (default: the bundled model)\n"
     "  --json              print one JSON object instead of the table\n"
     "  --html FILE         also write a self-contained HTML page with charts\n"
+    "  --show-wrong N      list the first N wrong answers of each policy (default 0)\n"
     "  --no-progress       no progress bar (it is shown only when stderr is a terminal)\n"
     "\n"
     "exit status: 0 done, 1 the replay failed, 2 bad usage or input.\n";
@@ -161,6 +162,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
   bool json = false;
   std::string html_path;
   bool progress = true;
+  uint64_t show_wrong = 0;
 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -173,6 +175,10 @@ int ReplayCommand(const std::vector<std::string>& args) {
       json = true;
     } else if (arg == "--no-progress") {
       progress = false;
+    } else if (arg == "--show-wrong") {
+      if ((v = value()) == nullptr || !ParseUnsigned(*v, &show_wrong) || show_wrong > 1000) {
+        return UsageError("--show-wrong needs a whole number up to 1000", kReplayUsage);
+      }
     } else if (arg == "--generate") {
       if ((v = value()) == nullptr || !ParseUnsigned(*v, &generate) || generate == 0) {
         return UsageError("--generate needs a positive number of calls", kReplayUsage);
@@ -323,6 +329,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
     ReplayOptions options;
     options.speed = speed;
     options.embedder = embedder.get();
+    options.keep_wrong = show_wrong;
     std::unique_ptr<ProgressBar> bar;
     if (show_progress) {
       bar = std::make_unique<ProgressBar>(policy.name, total);

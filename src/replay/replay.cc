@@ -331,6 +331,7 @@ struct CallInfo {
   double cost = 0;
   bool labelled = false;
   std::string label;
+  std::string args;  // JSON, carried in the answer for wrong-answer examples.
 };
 
 class Run {
@@ -524,7 +525,7 @@ Result<Bytes> Run::Attempt(ToolState& tool, const CallInfo& info, int attempt) {
     return Status(code, "simulated failure of '" + tool.name + "'", Guard::kUpstream);
   }
   SimulatedAnswer answer{info.seq, clock_.Now().time_since_epoch().count(), info.labelled,
-                         info.label};
+                         info.label, info.args};
   return Bytes::Copy(EncodeAnswer(answer));
 }
 
@@ -590,12 +591,14 @@ void Run::RunCall(ToolState& tool, TraceCall call, CallInfo info) {
   bool wrong = false;
   bool labelled_served = false;
   Duration latency = end - start;
+  SimulatedAnswer wrong_source;
   if (result.ok()) {
     SimulatedAnswer answer;
     if (DecodeAnswer(result.value().view(), &answer) && answer.source != info.seq) {
       served = true;
       labelled_served = info.labelled && answer.labelled;
       wrong = labelled_served && answer.label != info.label;
+      if (wrong) wrong_source = answer;
       // A coalesced call ends when its leader's answer arrived (see
       // replay_clock.h); a cache hit takes no trace time.
       TimePoint done{Duration(answer.done_ns)};
@@ -617,7 +620,13 @@ void Run::RunCall(ToolState& tool, TraceCall call, CallInfo info) {
       report_.series.Add(at, TimeSeries::kSaved);
     }
     if (labelled_served) ++report_.labelled_served;
-    if (wrong) ++report_.wrong;
+    if (wrong) {
+      ++report_.wrong;
+      if (report_.wrong_examples.size() < options_.keep_wrong) {
+        report_.wrong_examples.push_back(
+            {tool.name, info.args, info.label, wrong_source.args, wrong_source.label});
+      }
+    }
     if (!result.ok()) {
       ++report_.failed_with;
       report_.series.Add(at, TimeSeries::kFailed);
@@ -674,7 +683,8 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     info.outcome = call.outcome;
     info.cost = simulation_.use_trace && call.cost ? *call.cost : tool.model->cost;
     info.labelled = !call.intent.empty();
-    info.label = info.labelled ? call.intent : call.tool + " " + call.args.ToJson();
+    info.args = call.args.ToJson();
+    info.label = info.labelled ? call.intent : call.tool + " " + info.args;
     if (simulation_.use_trace && call.outcome) {
       tool.last_observed.store(static_cast<uint8_t>(*call.outcome));
     }
@@ -917,6 +927,7 @@ Result<ReplayPolicy> ParsePolicySpec(const std::string& spec, Duration ttl) {
   return out;
 }
 
+// seq|done_ns|L or C|label length|label args
 std::string EncodeAnswer(const SimulatedAnswer& a) {
   std::string out = std::to_string(a.source);
   out.push_back('|');
@@ -924,22 +935,30 @@ std::string EncodeAnswer(const SimulatedAnswer& a) {
   out.push_back('|');
   out.push_back(a.labelled ? 'L' : 'C');
   out.push_back('|');
+  out += std::to_string(a.label.size());
+  out.push_back('|');
   out += a.label;
+  out += a.args;
   return out;
 }
 
 bool DecodeAnswer(std::string_view bytes, SimulatedAnswer* out) {
-  size_t p1 = bytes.find('|');
-  if (p1 == std::string_view::npos) return false;
-  size_t p2 = bytes.find('|', p1 + 1);
-  if (p2 == std::string_view::npos || p2 + 2 >= bytes.size() + 1 || bytes.size() < p2 + 3) {
-    return false;
-  }
-  auto [e1, c1] = std::from_chars(bytes.data(), bytes.data() + p1, out->source);
-  auto [e2, c2] = std::from_chars(bytes.data() + p1 + 1, bytes.data() + p2, out->done_ns);
-  if (c1 != std::errc() || c2 != std::errc()) return false;
-  out->labelled = bytes[p2 + 1] == 'L';
-  out->label = std::string(bytes.substr(p2 + 3));
+  auto field = [&](auto* value) {
+    size_t bar = bytes.find('|');
+    if (bar == std::string_view::npos) return false;
+    auto [end, ec] = std::from_chars(bytes.data(), bytes.data() + bar, *value);
+    if (ec != std::errc() || end != bytes.data() + bar) return false;
+    bytes.remove_prefix(bar + 1);
+    return true;
+  };
+  if (!field(&out->source) || !field(&out->done_ns)) return false;
+  if (bytes.size() < 2 || (bytes[0] != 'L' && bytes[0] != 'C') || bytes[1] != '|') return false;
+  out->labelled = bytes[0] == 'L';
+  bytes.remove_prefix(2);
+  size_t length = 0;
+  if (!field(&length) || length > bytes.size()) return false;
+  out->label = std::string(bytes.substr(0, length));
+  out->args = std::string(bytes.substr(length));
   return true;
 }
 

@@ -126,6 +126,17 @@ struct ReplayOptions {
   // Called about every 100 ms of real time from another thread, and once at
   // the end.
   std::function<void(const ReplayProgress&)> on_progress;
+  // Wrong answers kept as examples in the report (the first ones served).
+  size_t keep_wrong = 10;
+};
+
+// A served answer whose source had another intent label.
+struct WrongAnswer {
+  std::string tool;
+  std::string asked;  // The call's arguments (JSON) and label.
+  std::string asked_intent;
+  std::string source;  // The arguments and label of the call whose answer it got.
+  std::string source_intent;
 };
 
 struct SavedByKind {
@@ -167,6 +178,7 @@ struct ReplayReport {
   uint64_t served = 0;           // Calls answered by another call's upstream result.
   uint64_t labelled_served = 0;  // ... where both calls have intent labels.
   uint64_t wrong = 0;            // ... whose source had another label.
+  std::vector<WrongAnswer> wrong_examples;
   uint64_t retries = 0;
   uint64_t breaker_openings = 0;
   uint64_t rejected_by_breaker = 0;
@@ -216,6 +228,7 @@ struct SimulatedAnswer {
   int64_t done_ns = 0;  // Trace time (clock nanoseconds) when it was made.
   bool labelled = false;
   std::string label;  // Intent label, or the call's identity.
+  std::string args;   // The source call's arguments (JSON).
 };
 std::string EncodeAnswer(const SimulatedAnswer& answer);
 bool DecodeAnswer(std::string_view bytes, SimulatedAnswer* out);

@@ -172,6 +172,10 @@ TEST(ReplayTest, LooseThresholdServesWrongAnswersAndTheReportCountsThem) {
   EXPECT_EQ(loose.labelled_served, 3u);
   EXPECT_EQ(loose.wrong, 2u);
   EXPECT_NEAR(loose.wrong_ratio(), 2.0 / 3.0, 1e-9);
+  ASSERT_EQ(loose.wrong_examples.size(), 2u);
+  EXPECT_EQ(loose.wrong_examples[0].asked_intent, "delete-account");
+  EXPECT_EQ(loose.wrong_examples[0].source_intent, "reset-password");
+  EXPECT_NE(loose.wrong_examples[0].source.find("reset my password"), std::string::npos);
 
   // A strict threshold keeps the two intents apart and still matches the
   // paraphrase.
@@ -250,13 +254,14 @@ TEST(ReplayTest, ModelFailuresRateLimitsAndBreakerOpenings) {
 }
 
 TEST(ReplayTest, AnswersRoundTrip) {
-  SimulatedAnswer a{42, 123456789, true, "intent|with|bars"};
+  SimulatedAnswer a{42, 123456789, true, "intent|with|bars", R"({"q":"x|y"})"};
   SimulatedAnswer b;
   ASSERT_TRUE(DecodeAnswer(EncodeAnswer(a), &b));
   EXPECT_EQ(b.source, 42u);
   EXPECT_EQ(b.done_ns, 123456789);
   EXPECT_TRUE(b.labelled);
   EXPECT_EQ(b.label, "intent|with|bars");
+  EXPECT_EQ(b.args, R"({"q":"x|y"})");
   EXPECT_FALSE(DecodeAnswer("garbage", &b));
 }
 

@@ -426,6 +426,15 @@ std::string FormatReportTable(const TraceInfo& trace, const std::vector<ReplayRe
       out += line;
     }
   }
+  for (const ReplayReport& r : reports) {
+    if (r.wrong_examples.empty()) continue;
+    out += "\nwrong answers under " + r.policy + " (first " +
+           std::to_string(r.wrong_examples.size()) + "):\n";
+    for (const WrongAnswer& w : r.wrong_examples) {
+      out += "  " + w.tool + " " + w.asked + " [" + w.asked_intent + "]\n    got the answer to " +
+             w.source + " [" + w.source_intent + "]\n";
+    }
+  }
   out +=
       "\nsaved / bound: calls saved over the attainable bound (requested calls minus the\n"
       "distinct intents per TTL window). Wrong answers: served answers whose source call\n"
