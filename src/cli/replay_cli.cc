@@ -45,6 +45,7 @@ const char kReplayUsage[] =
     "  --model DIR         embedder model directory (default: the bundled model)\n"
     "  --json              print one JSON object instead of the table\n"
     "  --html FILE         also write a self-contained HTML page with charts\n"
+    "  --max-threads N     most calls in flight at once (a thread each; default 4096)\n"
     "  --show-wrong N      list the first N wrong answers of each policy (default 0)\n"
     "  --no-progress       no progress bar (it is shown only when stderr is a terminal)\n"
     "\n"
@@ -163,6 +164,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
   std::string html_path;
   bool progress = true;
   uint64_t show_wrong = 0;
+  uint64_t max_threads = 4096;
 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -178,6 +180,11 @@ int ReplayCommand(const std::vector<std::string>& args) {
     } else if (arg == "--show-wrong") {
       if ((v = value()) == nullptr || !ParseUnsigned(*v, &show_wrong) || show_wrong > 1000) {
         return UsageError("--show-wrong needs a whole number up to 1000", kReplayUsage);
+      }
+    } else if (arg == "--max-threads") {
+      if ((v = value()) == nullptr || !ParseUnsigned(*v, &max_threads) || max_threads == 0 ||
+          max_threads > 100'000) {
+        return UsageError("--max-threads needs a whole number from 1 to 100000", kReplayUsage);
       }
     } else if (arg == "--generate") {
       if ((v = value()) == nullptr || !ParseUnsigned(*v, &generate) || generate == 0) {
@@ -330,6 +337,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
     options.speed = speed;
     options.embedder = embedder.get();
     options.keep_wrong = show_wrong;
+    options.max_threads = max_threads;
     std::unique_ptr<ProgressBar> bar;
     if (show_progress) {
       bar = std::make_unique<ProgressBar>(policy.name, total);

@@ -253,6 +253,18 @@ TEST(ReplayTest, ModelFailuresRateLimitsAndBreakerOpenings) {
   EXPECT_GT(limited_report->retries, 0u);
 }
 
+TEST(ReplayTest, MoreCallsInFlightThanThreadsIsAClearError) {
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 5; ++i) calls.push_back(Call(i, "search", "q" + std::to_string(i), "i"));
+  VectorCallSource source(calls);
+  ReplayOptions options;
+  options.max_threads = 3;
+  Result<ReplayReport> r = RunReplay(source, Policy("exact"), Simulation(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("more than 3 calls in flight"), std::string::npos);
+}
+
 TEST(ReplayTest, AnswersRoundTrip) {
   SimulatedAnswer a{42, 123456789, true, "intent|with|bars", R"({"q":"x|y"})"};
   SimulatedAnswer b;
