@@ -2,6 +2,11 @@
 
 #include "replay/replay.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "toolops/embedder.h"
@@ -263,6 +268,57 @@ TEST(ReplayTest, MoreCallsInFlightThanThreadsIsAClearError) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
   EXPECT_NE(r.status().message().find("more than 3 calls in flight"), std::string::npos);
+}
+
+TEST(ReplayTest, PolicyFilesAndPresets) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("replay_policy_" + std::to_string(::getpid()) + ".json"))
+                         .string();
+  {
+    std::ofstream out(path);
+    out << R"({"name":"mine","ttl_s":60,"semantic":{"threshold":0.93},
+               "retry":{"max_attempts":2},"tools":{"quotes":{"ttl_s":15,"semantic":false}}})";
+  }
+  Result<ReplayPolicy> p = ParsePolicySpec(path);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->name, "mine");
+  EXPECT_EQ(p->base.cache.ttl, std::chrono::seconds(60));
+  EXPECT_DOUBLE_EQ(p->base.cache.semantic.threshold, 0.93);
+  EXPECT_FALSE(p->base.cache.semantic.params.empty());
+  EXPECT_EQ(p->base.retry.max_attempts, 2);
+  EXPECT_EQ(p->For("quotes").cache.ttl, std::chrono::seconds(15));
+  EXPECT_TRUE(p->For("quotes").cache.semantic.params.empty());
+  EXPECT_EQ(p->For("other").cache.ttl, std::chrono::seconds(60));
+  {
+    std::ofstream out(path);
+    out << R"({"retry":{"max_attempts":2,"backoff":1}})";
+  }
+  Result<ReplayPolicy> bad = ParsePolicySpec(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown field 'backoff'"), std::string::npos)
+      << bad.status().message();
+  std::filesystem::remove(path);
+
+  EXPECT_FALSE(ParsePolicySpec("semantic:1.5").ok());
+  EXPECT_FALSE(ParsePolicySpec("no-such-preset").ok());
+  Result<ReplayPolicy> noguard = ParsePolicySpec("semantic-noguard:0.8");
+  ASSERT_TRUE(noguard.ok());
+  EXPECT_FALSE(noguard->base.cache.semantic.guard);
+  EXPECT_DOUBLE_EQ(noguard->base.cache.semantic.threshold, 0.8);
+  EXPECT_FALSE(ParsePolicySpec("none")->base.cache.enabled);
+
+  Result<Simulation> sim =
+      ParseSimulation(R"({"tools":{"s":{"cost":0.5,"latency_ms":{"median":100,"p95":400},)"
+                      R"("error_bursts":[{"from_s":10,"to_s":20}],"rate_limit_per_s":3}}})",
+                      "sim.json");
+  ASSERT_TRUE(sim.ok()) << sim.status().ToString();
+  EXPECT_DOUBLE_EQ(sim->For("s").cost, 0.5);
+  EXPECT_EQ(sim->For("s").latency_p95, std::chrono::milliseconds(400));
+  EXPECT_EQ(sim->For("s").bursts.size(), 1u);
+  EXPECT_EQ(sim->For("unknown").cost, 0.0);
+  Result<Simulation> bad_sim = ParseSimulation(R"({"tools":{"s":{"failure_rate":2}}})", "sim.json");
+  ASSERT_FALSE(bad_sim.ok());
+  EXPECT_NE(bad_sim.status().message().find("tools.s.failure_rate"), std::string::npos);
 }
 
 TEST(ReplayTest, AnswersRoundTrip) {
