@@ -350,7 +350,13 @@ class Run {
         random_(simulation.seed),
         pool_(options.max_threads),
         clock_(start_, options.speed, [this] { return Blocked(); }),
-        executor_(&clock_, &pool_, [this] { OnTaskDone(); }) {
+        executor_(
+            &clock_, &pool_,
+            [this] {
+              std::lock_guard<std::mutex> lock(done_mu_);
+              background_.fetch_add(1);
+            },
+            [this] { OnTaskDone(/*background=*/true); }) {
     report_.series = TimeSeries(first_ns);
     report_.first_ns = first_ns;
     report_.policy = policy.name;
@@ -368,8 +374,15 @@ class Run {
     for (ToolCore* core : cores_) n += core->waiting();
     return n;
   }
-  void OnTaskDone() {
+  // The last thing a call's or a refresh's thread does: once it releases the
+  // lock, Go() may return and destroy this run.
+  void OnTaskDone(bool background) {
     std::lock_guard<std::mutex> lock(done_mu_);
+    if (background) {
+      background_.fetch_sub(1);
+    } else {
+      completed_.fetch_add(1);
+    }
     done_cv_.notify_all();
   }
   TimePoint TraceTime(int64_t ns) const { return start_ + Duration(ns - first_ns_); }
@@ -421,7 +434,8 @@ class Run {
   std::vector<ToolCore*> cores_;
 
   std::atomic<uint64_t> dispatched_{0};
-  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> completed_{0};   // Written under done_mu_.
+  std::atomic<uint64_t> background_{0};  // Refreshes running; under done_mu_.
   std::atomic<uint64_t> saved_{0};
   std::atomic<int64_t> dispatched_ns_{0};
   std::mutex done_mu_;
@@ -675,7 +689,7 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     clock_.SleepUntil(TraceTime(call.time_ns));
     // Every call in flight holds a thread (it waits in trace time); past the
     // pool's bound a queued call would never run and time would stop.
-    if (dispatched_.load() - completed_.load() + executor_.pending() >= options_.max_threads) {
+    if (dispatched_.load() - completed_.load() + background_.load() >= options_.max_threads) {
       status = Status(StatusCode::kResourceExhausted,
                       "more than " + std::to_string(options_.max_threads) +
                           " calls in flight at once at " + FormatRfc3339(call.time_ns) +
@@ -756,9 +770,8 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     clock_.Enter();
     pool_.Submit([this, &tool, call = std::move(call), info = std::move(info)]() mutable {
       RunCall(tool, std::move(call), std::move(info));
-      completed_.fetch_add(1, std::memory_order_relaxed);
       clock_.Leave();
-      OnTaskDone();
+      OnTaskDone(/*background=*/false);
     });
   }
   if (status.ok()) status = source.status();
@@ -768,7 +781,7 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
   {
     std::unique_lock<std::mutex> lock(done_mu_);
     done_cv_.wait(
-        lock, [&] { return completed_.load() == dispatched_.load() && executor_.pending() == 0; });
+        lock, [&] { return completed_.load() == dispatched_.load() && background_.load() == 0; });
   }
   finished.store(true);
   if (progress.joinable()) progress.join();

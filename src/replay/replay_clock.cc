@@ -146,12 +146,11 @@ void ReplayExecutor::Submit(std::function<void()> task) {
   // The submitter is a running participant: time cannot move before the
   // task counts as one.
   clock_->Enter();
-  pending_.fetch_add(1, std::memory_order_acq_rel);
-  pool_->Submit([this, task = std::move(task)] {
+  on_submit_();
+  pool_->Submit([clock = clock_, on_done = &on_done_, task = std::move(task)] {
     task();
-    clock_->Leave();
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
-    if (on_done_) on_done_();
+    clock->Leave();
+    (*on_done)();
   });
 }
 

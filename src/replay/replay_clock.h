@@ -123,20 +123,24 @@ class ElasticPool {
 };
 
 // The executor of a replay's environment (background refreshes): each task
-// is a participant of the clock while it runs.
+// is a participant of the clock while it runs. `on_submit` runs before a task
+// is queued, `on_done` as the very last step of its thread's work (after it
+// the executor and the clock may be destroyed).
 class ReplayExecutor final : public Executor {
  public:
-  ReplayExecutor(ReplayClock* clock, ElasticPool* pool, std::function<void()> on_done)
-      : clock_(clock), pool_(pool), on_done_(std::move(on_done)) {}
+  ReplayExecutor(ReplayClock* clock, ElasticPool* pool, std::function<void()> on_submit,
+                 std::function<void()> on_done)
+      : clock_(clock),
+        pool_(pool),
+        on_submit_(std::move(on_submit)),
+        on_done_(std::move(on_done)) {}
   void Submit(std::function<void()> task) override;
-  // Tasks submitted and not yet finished.
-  size_t pending() const { return pending_.load(std::memory_order_acquire); }
 
  private:
   ReplayClock* clock_;
   ElasticPool* pool_;
+  std::function<void()> on_submit_;
   std::function<void()> on_done_;
-  std::atomic<size_t> pending_{0};
 };
 
 }  // namespace toolops

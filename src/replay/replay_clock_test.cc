@@ -63,6 +63,7 @@ TEST(ReplayClockTest, PacedClockKeepsTheSameOrder) {
   std::vector<int64_t> order;
   std::mutex mu;
   std::vector<std::thread> threads;
+  clock.Enter();  // This thread, until every sleeper has started.
   for (int i = 3; i >= 1; --i) {
     clock.Enter();
     threads.emplace_back([&, i] {
@@ -72,6 +73,7 @@ TEST(ReplayClockTest, PacedClockKeepsTheSameOrder) {
       clock.Leave();
     });
   }
+  clock.Leave();
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(order, (std::vector<int64_t>{20, 40, 60}));
 }

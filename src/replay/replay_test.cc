@@ -141,6 +141,21 @@ TEST(ReplayTest, FailureStretchIsServedStaleAndRetried) {
   EXPECT_EQ(r.upstream, 3u + 3u + 3u + 2u);
 }
 
+TEST(ReplayTest, StaleWhileRevalidateRefreshesInTheBackground) {
+  // TTL 60 s, stale-while-revalidate 60 s. At 90 s the entry is stale: served
+  // at once while one refresh runs (on the replay's executor, in trace time);
+  // at 100 s the refreshed entry is fresh.
+  ReplayPolicy policy = Policy("exact", std::chrono::seconds(60));
+  policy.base.cache.stale_while_revalidate = std::chrono::seconds(60);
+  std::vector<TraceCall> calls = {Call(0, "search", "q", "q"), Call(90'000, "search", "q", "q"),
+                                  Call(100'000, "search", "q", "q")};
+  ReplayReport r = Replay(calls, policy);
+  EXPECT_EQ(r.upstream, 2u);
+  EXPECT_EQ(r.saved.stale, 1u);
+  EXPECT_EQ(r.saved.exact, 1u);
+  EXPECT_EQ(r.latency_with.max(), std::chrono::milliseconds(500));
+}
+
 TEST(ReplayTest, NoPolicyCallsUpstreamEveryTime) {
   std::vector<TraceCall> calls;
   for (int i = 0; i < 10; ++i) calls.push_back(Call(i * 1000, "search", "q", "q"));
