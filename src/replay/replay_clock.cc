@@ -45,7 +45,9 @@ void ReplayClock::SleepUntil(TimePoint t) {
 
 void ReplayClock::Enter() {
   std::lock_guard<std::mutex> lock(mu_);
-  ++active_;
+  // With no participant the keeper waits without a time limit; from now on
+  // it must poll for participants that start following a flight.
+  if (active_++ == 0) keeper_cv_.notify_one();
 }
 
 void ReplayClock::Leave() {
@@ -66,7 +68,8 @@ void ReplayClock::KeeperLoop() {
   while (!stop_) {
     if (!QuiescentLocked()) {
       // Sleepers and leavers notify; a participant that starts following a
-      // flight does not, so poll while some run.
+      // flight does not, so poll while some run. With none (active_ is 0:
+      // nothing can wait), sleep until Enter() notifies.
       if (active_ > sleeping_) {
         keeper_cv_.wait_for(lock, std::chrono::microseconds(200));
       } else {

@@ -89,6 +89,18 @@ TEST(ReplayTest, BurstOfIdenticalCallsIsCoalesced) {
   EXPECT_GT(r.latency_with.Quantile(0.2), std::chrono::milliseconds(1800));
 }
 
+TEST(ReplayTest, TraceThatStartsWithABurstIsCoalesced) {
+  // The first calls of the trace: the clock's keeper has had nothing to do
+  // yet when the followers block.
+  for (int round = 0; round < 20; ++round) {
+    std::vector<TraceCall> calls;
+    for (int i = 0; i < 3; ++i) calls.push_back(Call(0, "search", "q", "q", 1000));
+    ReplayReport r = Replay(calls, Policy("exact"));
+    EXPECT_EQ(r.upstream, 1u);
+    EXPECT_EQ(r.saved.coalesced, 2u);
+  }
+}
+
 TEST(ReplayTest, CoalescingFollowsTraceTimeAtAnySpeed) {
   // A call 1.5 s after the first of the same key joins its flight only when
   // the first takes longer than 1.5 s; the speed does not matter.
