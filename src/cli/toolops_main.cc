@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/calibrate.h"
+#include "cli/replay_cli.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
 
@@ -23,6 +24,9 @@ constexpr char kUsage[] =
     "commands:\n"
     "  calibrate PAIRS   sweep the semantic cache's threshold on labelled pairs and\n"
     "                    print the precision/recall curve and the threshold to use\n"
+    "  replay TRACE      replay a trace of tool calls through the middleware and\n"
+    "                    report what it saves (--generate N: the bundled sample)\n"
+    "  sample-trace      write the bundled sample trace (JSON Lines)\n"
     "  help [COMMAND]    this help, or a command's\n"
     "\n"
     "options:\n"
@@ -151,12 +155,18 @@ int Main(int argc, char** argv) {
   if (command == "help" || command == "-h" || command == "--help") {
     if (!rest.empty() && rest[0] == "calibrate") {
       std::fputs(kCalibrateUsage, stdout);
+    } else if (!rest.empty() && rest[0] == "replay") {
+      std::fputs(kReplayUsage, stdout);
+    } else if (!rest.empty() && rest[0] == "sample-trace") {
+      std::fputs(kSampleTraceUsage, stdout);
     } else {
       std::fputs(kUsage, stdout);
     }
     return 0;
   }
   if (command == "calibrate") return Calibrate(rest);
+  if (command == "replay") return ReplayCommand(rest);
+  if (command == "sample-trace") return SampleTraceCommand(rest);
   return UsageError("unknown command '" + command + "'", kUsage);
 }
 

@@ -1,0 +1,364 @@
+// src/replay/replay_test.cc
+
+#include "replay/replay.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "toolops/embedder.h"
+
+namespace toolops {
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kT0 = 1'750'000'000 * kSecond;
+
+TraceCall Call(int64_t at_ms, std::string tool, std::string query, std::string intent,
+               int64_t latency_ms = 500, StatusCode outcome = StatusCode::kOk) {
+  TraceCall call;
+  call.time_ns = kT0 + at_ms * 1'000'000;
+  call.tool = std::move(tool);
+  call.args = Value(Value::Map{{"query", Value(std::move(query))}});
+  call.intent = std::move(intent);
+  call.latency = std::chrono::milliseconds(latency_ms);
+  call.outcome = outcome;
+  call.cost = 0.01;
+  return call;
+}
+
+ReplayPolicy Policy(const std::string& spec, Duration ttl = std::chrono::minutes(5)) {
+  Result<ReplayPolicy> p = ParsePolicySpec(spec, ttl);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return *p;
+}
+
+ReplayReport Replay(std::vector<TraceCall> calls, const ReplayPolicy& policy,
+                    const Embedder* embedder = nullptr, double speed = 0) {
+  VectorCallSource source(std::move(calls));
+  Simulation simulation;
+  ReplayOptions options;
+  options.embedder = embedder;
+  options.speed = speed;
+  Result<ReplayReport> r = RunReplay(source, policy, simulation, options);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : ReplayReport();
+}
+
+TEST(ReplayTest, RepeatedIntentsGoUpstreamOncePerIntent) {
+  std::vector<TraceCall> calls;
+  // Three intents, ten asks each, one every 10 s (each answer is back long
+  // before the next ask), all inside one TTL.
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      calls.push_back(Call((round * 3 + i) * 10'000, "search", "question " + std::to_string(i),
+                           "intent-" + std::to_string(i)));
+    }
+  }
+  ReplayReport r = Replay(calls, Policy("exact"));
+  EXPECT_EQ(r.requested, 30u);
+  EXPECT_EQ(r.upstream, 3u);
+  EXPECT_EQ(r.saved.exact, 27u);
+  EXPECT_EQ(r.saved.total(), 27u);
+  EXPECT_EQ(r.served, 27u);
+  EXPECT_EQ(r.wrong, 0u);
+  EXPECT_EQ(r.ttl_windows, 3u);
+  EXPECT_EQ(r.attainable(), 27u);
+  EXPECT_DOUBLE_EQ(r.bound_ratio(), 1.0);
+  EXPECT_NEAR(r.cost_without, 0.30, 1e-9);
+  EXPECT_NEAR(r.cost_with, 0.03, 1e-9);
+  // Hits take no trace time; direct calls take their 500 ms.
+  EXPECT_EQ(r.latency_with.Quantile(0.5), Duration::zero());
+  EXPECT_NEAR(std::chrono::duration<double>(r.latency_without.Quantile(0.5)).count(), 0.5, 0.02);
+}
+
+TEST(ReplayTest, BurstOfIdenticalCallsIsCoalesced) {
+  std::vector<TraceCall> calls;
+  // Five agents ask the same thing within 100 ms; the answer takes 2 s.
+  for (int i = 0; i < 5; ++i) calls.push_back(Call(i * 20, "search", "same question", "q", 2000));
+  ReplayReport r = Replay(calls, Policy("exact"));
+  EXPECT_EQ(r.requested, 5u);
+  EXPECT_EQ(r.upstream, 1u);
+  EXPECT_EQ(r.saved.coalesced, 4u);
+  EXPECT_EQ(r.saved.exact, 0u);
+  // The followers waited for the leader's answer: 2 s minus their delay.
+  EXPECT_NEAR(std::chrono::duration<double>(r.latency_with.max()).count(), 2.0, 0.05);
+  EXPECT_GT(r.latency_with.Quantile(0.2), std::chrono::milliseconds(1800));
+}
+
+TEST(ReplayTest, TraceThatStartsWithABurstIsCoalesced) {
+  // The first calls of the trace: the clock's keeper has had nothing to do
+  // yet when the followers block.
+  for (int round = 0; round < 20; ++round) {
+    std::vector<TraceCall> calls;
+    for (int i = 0; i < 3; ++i) calls.push_back(Call(0, "search", "q", "q", 1000));
+    ReplayReport r = Replay(calls, Policy("exact"));
+    EXPECT_EQ(r.upstream, 1u);
+    EXPECT_EQ(r.saved.coalesced, 2u);
+  }
+}
+
+TEST(ReplayTest, CoalescingFollowsTraceTimeAtAnySpeed) {
+  // A call 1.5 s after the first of the same key joins its flight only when
+  // the first takes longer than 1.5 s; the speed does not matter.
+  for (double speed : {0.0, 1000.0}) {
+    for (int64_t latency : {1000, 2000}) {
+      std::vector<TraceCall> calls = {Call(0, "search", "q", "q", latency),
+                                      Call(1500, "search", "q", "q", latency)};
+      ReplayReport r = Replay(calls, Policy("exact"), nullptr, speed);
+      EXPECT_EQ(r.upstream, 1u);
+      if (latency == 2000) {
+        EXPECT_EQ(r.saved.coalesced, 1u) << "speed " << speed;
+      } else {
+        EXPECT_EQ(r.saved.exact, 1u) << "speed " << speed;
+      }
+    }
+  }
+}
+
+TEST(ReplayTest, TtlExpiresInTraceTime) {
+  // TTL 60 s: asks at 0, 30 s, 61 s, 90 s, 200 s: upstream at 0, 61 (the
+  // entry stored at 0.5 s is fresh until 60.5 s), 200.
+  std::vector<TraceCall> calls;
+  for (int64_t s : {0, 30, 61, 90, 200}) calls.push_back(Call(s * 1000, "search", "q", "q"));
+  for (double speed : {0.0, 500.0}) {
+    ReplayReport r = Replay(calls, Policy("exact", std::chrono::seconds(60)), nullptr, speed);
+    EXPECT_EQ(r.upstream, 3u) << "speed " << speed;
+    EXPECT_EQ(r.saved.exact, 2u) << "speed " << speed;
+    EXPECT_EQ(r.ttl_windows, 3u);
+  }
+}
+
+TEST(ReplayTest, FailureStretchIsServedStaleAndRetried) {
+  std::vector<TraceCall> calls;
+  // TTL 60 s. Learned at 0; asked again at 100 s and 110 s while the tool
+  // fails (observed outcome UNAVAILABLE): served stale (stale-if-error is
+  // 30 min). At 300 s the tool is back.
+  calls.push_back(Call(0, "search", "q", "q"));
+  calls.push_back(Call(100'000, "search", "q", "q", 500, StatusCode::kUnavailable));
+  calls.push_back(Call(110'000, "search", "q", "q", 500, StatusCode::kUnavailable));
+  calls.push_back(Call(300'000, "search", "q", "q"));
+  // A question never asked before, during the outage: fails after retries.
+  calls.push_back(Call(105'000, "search", "other", "other", 500, StatusCode::kUnavailable));
+  ReplayReport r = Replay(calls, Policy("exact", std::chrono::seconds(60)));
+  EXPECT_EQ(r.requested, 5u);
+  EXPECT_EQ(r.saved.stale, 2u);
+  EXPECT_EQ(r.failed_with, 1u);
+  EXPECT_EQ(r.failed_without, 3u);
+  // The stale calls' 3 attempts each, the new question's 3, and 2 successes.
+  EXPECT_EQ(r.retries, 6u);
+  EXPECT_EQ(r.upstream, 3u + 3u + 3u + 2u);
+}
+
+TEST(ReplayTest, StaleWhileRevalidateRefreshesInTheBackground) {
+  // TTL 60 s, stale-while-revalidate 60 s. At 90 s the entry is stale: served
+  // at once while one refresh runs (on the replay's executor, in trace time);
+  // at 100 s the refreshed entry is fresh.
+  ReplayPolicy policy = Policy("exact", std::chrono::seconds(60));
+  policy.base.cache.stale_while_revalidate = std::chrono::seconds(60);
+  std::vector<TraceCall> calls = {Call(0, "search", "q", "q"), Call(90'000, "search", "q", "q"),
+                                  Call(100'000, "search", "q", "q")};
+  ReplayReport r = Replay(calls, policy);
+  EXPECT_EQ(r.upstream, 2u);
+  EXPECT_EQ(r.saved.stale, 1u);
+  EXPECT_EQ(r.saved.exact, 1u);
+  EXPECT_EQ(r.latency_with.max(), std::chrono::milliseconds(500));
+}
+
+TEST(ReplayTest, NoPolicyCallsUpstreamEveryTime) {
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 10; ++i) calls.push_back(Call(i * 1000, "search", "q", "q"));
+  ReplayReport r = Replay(calls, Policy("none"));
+  EXPECT_EQ(r.upstream, 10u);
+  EXPECT_EQ(r.saved.total(), 0u);
+  EXPECT_EQ(r.attainable(), 0u);
+}
+
+const Embedder* BundledEmbedder() {
+  static Result<std::unique_ptr<Embedder>>* loaded =
+      new Result<std::unique_ptr<Embedder>>(LoadStaticEmbedder(DefaultModelDirectory()));
+  return loaded->ok() ? loaded->value().get() : nullptr;
+}
+
+TEST(ReplayTest, LooseThresholdServesWrongAnswersAndTheReportCountsThem) {
+  const Embedder* embedder = BundledEmbedder();
+  ASSERT_NE(embedder, nullptr);
+  std::vector<TraceCall> calls = {
+      Call(0, "search", "How do I reset my password?", "reset-password"),
+      // Another intent: a loose threshold without the guard serves the first
+      // answer.
+      Call(10'000, "search", "How do I delete my account?", "delete-account"),
+      // The same intent in other words: a right semantic hit.
+      Call(20'000, "search", "How can I reset my password?", "reset-password"),
+      // The wrong answer is now stored under this wording too: an exact hit,
+      // still wrong.
+      Call(30'000, "search", "How do I delete my account?", "delete-account"),
+  };
+  ReplayReport loose = Replay(calls, Policy("semantic-noguard:0.30"), embedder);
+  EXPECT_EQ(loose.upstream, 1u);
+  EXPECT_EQ(loose.saved.semantic, 2u);
+  EXPECT_EQ(loose.saved.exact, 1u);
+  EXPECT_EQ(loose.labelled_served, 3u);
+  EXPECT_EQ(loose.wrong, 2u);
+  EXPECT_NEAR(loose.wrong_ratio(), 2.0 / 3.0, 1e-9);
+  ASSERT_EQ(loose.wrong_examples.size(), 2u);
+  EXPECT_EQ(loose.wrong_examples[0].asked_intent, "delete-account");
+  EXPECT_EQ(loose.wrong_examples[0].source_intent, "reset-password");
+  EXPECT_NE(loose.wrong_examples[0].source.find("reset my password"), std::string::npos);
+
+  // A strict threshold keeps the two intents apart and still matches the
+  // paraphrase.
+  ReplayReport strict = Replay(calls, Policy("semantic:0.90"), embedder);
+  EXPECT_EQ(strict.wrong, 0u);
+  EXPECT_EQ(strict.upstream, 2u);
+  EXPECT_EQ(strict.saved.semantic, 1u);
+  EXPECT_EQ(strict.saved.exact, 1u);
+}
+
+TEST(ReplayTest, UnlabelledCallsAreNeverCountedWrong) {
+  const Embedder* embedder = BundledEmbedder();
+  ASSERT_NE(embedder, nullptr);
+  std::vector<TraceCall> calls = {Call(0, "search", "How do I reset my password?", ""),
+                                  Call(10'000, "search", "How do I delete my account?", "")};
+  ReplayReport r = Replay(calls, Policy("semantic-noguard:0.30"), embedder);
+  EXPECT_EQ(r.served, 1u);
+  EXPECT_EQ(r.labelled_served, 0u);
+  EXPECT_EQ(r.wrong, 0u);
+  // Without labels each call is its own intent: two windows, nothing
+  // attainable, yet one call was saved.
+  EXPECT_EQ(r.attainable(), 0u);
+}
+
+TEST(ReplayTest, ModelFailuresRateLimitsAndBreakerOpenings) {
+  // No observations in the trace: the model decides. The tool fails every
+  // attempt between 100 s and 200 s; the breaker (10 calls, 50%) opens.
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 300; ++i) {
+    TraceCall call = Call(i * 1000, "search", "q" + std::to_string(i), "i" + std::to_string(i));
+    call.latency.reset();
+    call.outcome.reset();
+    call.cost.reset();
+    calls.push_back(std::move(call));
+  }
+  Simulation simulation;
+  ToolModel model;
+  model.cost = 0.5;
+  model.latency_median = model.latency_p95 = std::chrono::milliseconds(100);
+  model.bursts.push_back(
+      {std::chrono::seconds(100), std::chrono::seconds(200), 1.0, StatusCode::kUnavailable});
+  simulation.tools["search"] = model;
+  ReplayPolicy policy = Policy("exact");
+  policy.base.breaker.window_size = 10;
+  policy.base.breaker.minimum_calls = 10;
+  policy.base.breaker.open_wait = std::chrono::seconds(20);
+  VectorCallSource source(calls);
+  Result<ReplayReport> r = RunReplay(source, policy, simulation, ReplayOptions());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->requested, 300u);
+  EXPECT_EQ(r->failed_without, 100u);
+  EXPECT_GE(r->breaker_openings, 2u);
+  EXPECT_GT(r->rejected_by_breaker, 0u);
+  // New questions: nothing stale to serve. A breaker still open just after
+  // the stretch fails a few more.
+  EXPECT_GE(r->failed_with, 100u);
+  EXPECT_LT(r->failed_with, 130u);
+  EXPECT_NEAR(r->cost_without, 150.0, 1e-6);
+
+  // A rate limit of 2 attempts per second against 5 calls a second.
+  std::vector<TraceCall> fast;
+  for (int i = 0; i < 50; ++i) {
+    TraceCall call = Call(i * 200, "search", "q" + std::to_string(i), "i" + std::to_string(i));
+    call.outcome.reset();
+    fast.push_back(std::move(call));
+  }
+  ToolModel limited;
+  limited.rate_limit_per_second = 2;
+  simulation.tools["search"] = limited;
+  VectorCallSource fast_source(fast);
+  Result<ReplayReport> limited_report =
+      RunReplay(fast_source, Policy("exact"), simulation, ReplayOptions());
+  ASSERT_TRUE(limited_report.ok());
+  EXPECT_GT(limited_report->rate_limited, 0u);
+  EXPECT_GT(limited_report->retries, 0u);
+}
+
+TEST(ReplayTest, MoreCallsInFlightThanThreadsIsAClearError) {
+  std::vector<TraceCall> calls;
+  for (int i = 0; i < 5; ++i) calls.push_back(Call(i, "search", "q" + std::to_string(i), "i"));
+  VectorCallSource source(calls);
+  ReplayOptions options;
+  options.max_threads = 3;
+  Result<ReplayReport> r = RunReplay(source, Policy("exact"), Simulation(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("more than 3 calls in flight"), std::string::npos);
+}
+
+TEST(ReplayTest, PolicyFilesAndPresets) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("replay_policy_" + std::to_string(::getpid()) + ".json"))
+                         .string();
+  {
+    std::ofstream out(path);
+    out << R"({"name":"mine","ttl_s":60,"semantic":{"threshold":0.93},
+               "retry":{"max_attempts":2},"tools":{"quotes":{"ttl_s":15,"semantic":false}}})";
+  }
+  Result<ReplayPolicy> p = ParsePolicySpec(path);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->name, "mine");
+  EXPECT_EQ(p->base.cache.ttl, std::chrono::seconds(60));
+  EXPECT_DOUBLE_EQ(p->base.cache.semantic.threshold, 0.93);
+  EXPECT_FALSE(p->base.cache.semantic.params.empty());
+  EXPECT_EQ(p->base.retry.max_attempts, 2);
+  EXPECT_EQ(p->For("quotes").cache.ttl, std::chrono::seconds(15));
+  EXPECT_TRUE(p->For("quotes").cache.semantic.params.empty());
+  EXPECT_EQ(p->For("other").cache.ttl, std::chrono::seconds(60));
+  {
+    std::ofstream out(path);
+    out << R"({"retry":{"max_attempts":2,"backoff":1}})";
+  }
+  Result<ReplayPolicy> bad = ParsePolicySpec(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown field 'backoff'"), std::string::npos)
+      << bad.status().message();
+  std::filesystem::remove(path);
+
+  EXPECT_FALSE(ParsePolicySpec("semantic:1.5").ok());
+  EXPECT_FALSE(ParsePolicySpec("no-such-preset").ok());
+  Result<ReplayPolicy> noguard = ParsePolicySpec("semantic-noguard:0.8");
+  ASSERT_TRUE(noguard.ok());
+  EXPECT_FALSE(noguard->base.cache.semantic.guard);
+  EXPECT_DOUBLE_EQ(noguard->base.cache.semantic.threshold, 0.8);
+  EXPECT_FALSE(ParsePolicySpec("none")->base.cache.enabled);
+
+  Result<Simulation> sim =
+      ParseSimulation(R"({"tools":{"s":{"cost":0.5,"latency_ms":{"median":100,"p95":400},)"
+                      R"("error_bursts":[{"from_s":10,"to_s":20}],"rate_limit_per_s":3}}})",
+                      "sim.json");
+  ASSERT_TRUE(sim.ok()) << sim.status().ToString();
+  EXPECT_DOUBLE_EQ(sim->For("s").cost, 0.5);
+  EXPECT_EQ(sim->For("s").latency_p95, std::chrono::milliseconds(400));
+  EXPECT_EQ(sim->For("s").bursts.size(), 1u);
+  EXPECT_EQ(sim->For("unknown").cost, 0.0);
+  Result<Simulation> bad_sim = ParseSimulation(R"({"tools":{"s":{"failure_rate":2}}})", "sim.json");
+  ASSERT_FALSE(bad_sim.ok());
+  EXPECT_NE(bad_sim.status().message().find("tools.s.failure_rate"), std::string::npos);
+}
+
+TEST(ReplayTest, AnswersRoundTrip) {
+  SimulatedAnswer a{42, 123456789, true, "intent|with|bars", R"({"q":"x|y"})"};
+  SimulatedAnswer b;
+  ASSERT_TRUE(DecodeAnswer(EncodeAnswer(a), &b));
+  EXPECT_EQ(b.source, 42u);
+  EXPECT_EQ(b.done_ns, 123456789);
+  EXPECT_TRUE(b.labelled);
+  EXPECT_EQ(b.label, "intent|with|bars");
+  EXPECT_EQ(b.args, R"({"q":"x|y"})");
+  EXPECT_FALSE(DecodeAnswer("garbage", &b));
+}
+
+}  // namespace
+}  // namespace toolops
