@@ -50,6 +50,10 @@ struct Calibration {
   std::optional<ProtocolPoint> plain_choice;
   std::optional<ProtocolPoint> guarded_choice;
   std::vector<WrongExample> wrong;  // Most similar first.
+  // Wall time of one lookup with the guard (embed, search, guard), in
+  // microseconds: median and 99th percentile over the file's lookups.
+  double lookup_p50_us = 0;
+  double lookup_p99_us = 0;
 };
 
 // InvalidArgument naming the option that is out of range.
