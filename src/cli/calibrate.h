@@ -14,6 +14,7 @@
 #include "semantic/evaluate.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
+#include "toolops/policy.h"
 #include "toolops/status.h"
 
 namespace toolops {
@@ -26,7 +27,7 @@ struct CalibrateOptions {
   double to = 0.99;
   double step = 0.01;
   // Candidates examined per lookup (SemanticPolicy::candidates).
-  size_t candidates = 4;
+  size_t candidates = SemanticPolicy{}.candidates;
   // How many of the most similar wrong hits (with the guard, at the lowest
   // threshold, identical texts left out) to list, so that one can see why.
   size_t show_wrong = 0;
