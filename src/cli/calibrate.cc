@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "toolops/policy.h"
+
 namespace toolops {
 namespace {
 
@@ -80,8 +82,14 @@ Result<Calibration> Calibrate(const std::vector<LabelledPair>& pairs, const Embe
   for (const LabelledPair& p : pairs) c.same_pairs += p.same;
   c.plain = EvaluateCacheProtocol(pairs, embedder, thresholds, /*guard=*/false, options.candidates);
   std::vector<WrongHit> wrong;
+  std::vector<double> micros;
   c.guarded = EvaluateCacheProtocol(pairs, embedder, thresholds, /*guard=*/true, options.candidates,
-                                    options.show_wrong > 0 ? &wrong : nullptr);
+                                    options.show_wrong > 0 ? &wrong : nullptr, &micros);
+  if (!micros.empty()) {
+    std::sort(micros.begin(), micros.end());
+    c.lookup_p50_us = micros[micros.size() / 2];
+    c.lookup_p99_us = micros[std::min(micros.size() - 1, micros.size() * 99 / 100)];
+  }
   std::erase_if(wrong, [](const WrongHit& w) { return w.identical; });
   std::sort(wrong.begin(), wrong.end(),
             [](const WrongHit& a, const WrongHit& b) { return a.similarity > b.similarity; });
@@ -155,6 +163,12 @@ std::string FormatCalibrationJson(const Calibration& c, const CalibrateOptions& 
   doc["same_pairs"] = c.same_pairs;
   doc["precision_target"] = options.precision;
   doc["candidates"] = options.candidates;
+  // What SemanticCache() uses when nothing is set, to read the curve there.
+  SemanticPolicy defaults;
+  doc["defaults"] = {{"threshold", defaults.threshold},
+                     {"guard", defaults.guard},
+                     {"candidates", defaults.candidates}};
+  doc["lookup_us"] = {{"p50", c.lookup_p50_us}, {"p99", c.lookup_p99_us}};
   for (const auto& [name, curve, chosen] : {std::tuple{"plain", &c.plain, &c.plain_choice},
                                             std::tuple{"guarded", &c.guarded, &c.guarded_choice}}) {
     nlohmann::json points = nlohmann::json::array();

@@ -14,6 +14,7 @@
 #include "semantic/evaluate.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
+#include "toolops/policy.h"
 #include "toolops/status.h"
 
 namespace toolops {
@@ -26,7 +27,7 @@ struct CalibrateOptions {
   double to = 0.99;
   double step = 0.01;
   // Candidates examined per lookup (SemanticPolicy::candidates).
-  size_t candidates = 4;
+  size_t candidates = SemanticPolicy{}.candidates;
   // How many of the most similar wrong hits (with the guard, at the lowest
   // threshold, identical texts left out) to list, so that one can see why.
   size_t show_wrong = 0;
@@ -50,6 +51,10 @@ struct Calibration {
   std::optional<ProtocolPoint> plain_choice;
   std::optional<ProtocolPoint> guarded_choice;
   std::vector<WrongExample> wrong;  // Most similar first.
+  // Wall time of one lookup with the guard (embed, search, guard), in
+  // microseconds: median and 99th percentile over the file's lookups.
+  double lookup_p50_us = 0;
+  double lookup_p99_us = 0;
 };
 
 // InvalidArgument naming the option that is out of range.

@@ -3,6 +3,7 @@
 #include "semantic/evaluate.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "semantic/guard.h"
 #include "semantic/vector_index.h"
@@ -12,7 +13,8 @@ namespace toolops {
 std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>& pairs,
                                                  const Embedder& embedder,
                                                  const std::vector<double>& thresholds, bool guard,
-                                                 size_t candidates, std::vector<WrongHit>* wrong) {
+                                                 size_t candidates, std::vector<WrongHit>* wrong,
+                                                 std::vector<double>* lookup_micros) {
   // One index holds every first question (id = pair index); the lookups ask
   // for the best few candidates once, at the lowest threshold, and each
   // threshold then keeps those above it.
@@ -35,6 +37,7 @@ std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>
   }
   TimePoint now{};  // Entries never expire here.
   for (size_t i = 0; i < pairs.size(); ++i) {
+    auto started = std::chrono::steady_clock::now();
     Result<std::vector<float>> v = embedder.Embed(pairs[i].second);
     if (!v.ok()) continue;
     std::vector<VectorIndex::Match> matches =
@@ -45,6 +48,11 @@ std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>
       for (size_t m = 0; m < matches.size(); ++m) {
         accepted[m] = checker.Check(pairs[i].second, pairs[matches[m].id].first).accept;
       }
+    }
+    if (lookup_micros != nullptr) {
+      lookup_micros->push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started)
+              .count());
     }
     if (wrong != nullptr) {
       for (size_t m = 0; m < matches.size(); ++m) {

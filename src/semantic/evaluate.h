@@ -48,12 +48,14 @@ struct WrongHit {
 
 // Runs the protocol once per threshold (each lookup takes the best candidate
 // at or above the threshold that the guard accepts, among `candidates`).
-// Embeds every question once.
+// Embeds every question once. `lookup_micros`, when given, receives the
+// wall time of each lookup (embed, search, guard), as the cache spends it.
 std::vector<ProtocolPoint> EvaluateCacheProtocol(const std::vector<LabelledPair>& pairs,
                                                  const Embedder& embedder,
                                                  const std::vector<double>& thresholds, bool guard,
                                                  size_t candidates = 4,
-                                                 std::vector<WrongHit>* wrong = nullptr);
+                                                 std::vector<WrongHit>* wrong = nullptr,
+                                                 std::vector<double>* lookup_micros = nullptr);
 
 }  // namespace toolops
 

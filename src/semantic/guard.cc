@@ -55,11 +55,19 @@ std::vector<Word> Split(std::string_view text) {
       size_t j = i;
       std::string word;
       // Digits after a letter belong to the word ("i5", "j2ee", "mp3").
-      while (j < text.size() && (is_letter(static_cast<unsigned char>(text[j])) ||
-                                 std::isdigit(static_cast<unsigned char>(text[j])) ||
-                                 (text[j] == '\'' && j + 1 < text.size() &&
-                                  is_letter(static_cast<unsigned char>(text[j + 1]))))) {
-        word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[j]))));
+      while (j < text.size()) {
+        // A typographic apostrophe (U+2019) inside a word is an apostrophe:
+        // "don’t" is "don't".
+        size_t quote = text[j] == '\'' ? 1 : text.substr(j).starts_with("\u2019") ? 3 : 0;
+        if (quote > 0 && j + quote < text.size() &&
+            is_letter(static_cast<unsigned char>(text[j + quote]))) {
+          word.push_back('\'');
+          j += quote;
+          continue;
+        }
+        unsigned char d = static_cast<unsigned char>(text[j]);
+        if (!is_letter(d) && !std::isdigit(d)) break;
+        word.push_back(static_cast<char>(std::tolower(d)));
         ++j;
       }
       // "C++", "C#", "Notepad++": the signs are part of the name.
@@ -131,6 +139,13 @@ bool IsUnit(const std::string& w) {
   return kUnits.count(w) > 0;
 }
 
+// Unit abbreviations of at most three letters, currencies excepted.
+bool IsShortUnit(const std::string& w) {
+  static const std::set<std::string> kCurrencies = {"eur", "usd", "gbp", "yen", "btc"};
+  return w.size() <= 3 && std::isalpha(static_cast<unsigned char>(w[0])) &&
+         kCurrencies.count(w) == 0;
+}
+
 bool IsNegation(const std::string& w) {
   static const std::set<std::string> kNegations = {
       "not",    "no",      "never", "without",  "none",      "nobody",   "nothing", "neither",
@@ -143,18 +158,23 @@ bool IsNegation(const std::string& w) {
 // Words that start questions or sentences with a capital and name nothing.
 bool IsCommonFirstWord(const std::string& w) {
   static const std::set<std::string> kCommon = {
-      "what",  "how",   "why",     "who",      "whom",    "whose",     "when",     "where",
-      "which", "is",    "are",     "was",      "were",    "can",       "could",    "do",
-      "does",  "did",   "should",  "would",    "will",    "shall",     "may",      "might",
-      "must",  "have",  "has",     "had",      "the",     "a",         "an",       "i",
-      "my",    "if",    "in",      "on",       "at",      "for",       "to",       "of",
-      "from",  "with",  "by",      "about",    "tell",    "give",      "show",     "find",
-      "list",  "get",   "please",  "best",     "top",     "any",       "there",    "this",
-      "that",  "these", "those",   "it",       "its",     "we",        "you",      "your",
-      "our",   "they",  "he",      "she",      "and",     "or",        "but",      "so",
-      "be",    "am",    "weather", "latest",   "current", "today",     "tomorrow", "yesterday",
-      "new",   "good",  "explain", "describe", "compare", "translate", "convert",  "search",
-      "look",  "help",  "hi",      "hello",    "hey"};
+      "what", "how", "why", "who", "whom", "whose", "when", "where", "which", "is", "are", "was",
+      "were", "can", "could", "do", "does", "did", "should", "would", "will", "shall", "may",
+      "might", "must", "have", "has", "had", "the", "a", "an", "i", "my", "if", "in", "on", "at",
+      "for", "to", "of", "from", "with", "by", "about", "tell", "give", "show", "find", "list",
+      "get", "please", "best", "top", "any", "there", "this", "that", "these", "those", "it", "its",
+      "we", "you", "your", "our", "they", "he", "she", "and", "or", "but", "so", "be", "am",
+      "weather", "latest", "current", "today", "tomorrow", "yesterday", "new", "good", "explain",
+      "describe", "compare", "translate", "convert", "search", "look", "help", "hi", "hello", "hey",
+      // Connectives and other function words that open a later sentence.
+      "furthermore", "additionally", "moreover", "however", "also", "then", "afterwards",
+      "afterward", "finally", "next", "first", "second", "third", "lastly", "remember", "note",
+      "yes", "no", "otherwise", "instead", "thus", "therefore", "hence", "besides", "meanwhile",
+      "similarly", "likewise", "alternatively", "basically", "generally", "usually", "sometimes",
+      "often", "here", "now", "once", "while", "although", "though", "because", "since", "as",
+      "after", "before", "during", "each", "every", "all", "some", "most", "many", "not", "just",
+      "only", "even", "still", "yet", "such", "other", "another", "both", "either", "neither",
+      "whether", "unless", "until", "whenever", "overall"};
   return kCommon.count(w) > 0;
 }
 
@@ -272,17 +292,24 @@ struct Parts {
 
 Parts Extract(std::string_view text) {
   Parts p;
+  bool after_number = false;
   for (const Word& w : Split(text)) {
     p.words.insert(w.lower);
     if (IsNumber(w.lower)) {
       p.numbers.insert(w.lower);
+      after_number = true;
       continue;
     }
     if (std::string n = NumberWord(w.lower); !n.empty()) {
       p.numbers.insert(n);
+      after_number = true;
       continue;
     }
-    if (IsUnit(w.lower)) p.units.insert(w.lower);
+    // A short unit abbreviation ("g", "ml", "km") is a unit only after a
+    // number ("10 g", "5km"): elsewhere it is far more often something else
+    // ("e.g.", "ML" for machine learning).
+    if (IsUnit(w.lower) && (after_number || !IsShortUnit(w.lower))) p.units.insert(w.lower);
+    after_number = false;
     if (IsNegation(w.lower) || w.lower.ends_with("n't")) p.negated = true;
     if (w.capitalised && w.lower != "i" && !(w.first && IsCommonFirstWord(w.lower))) {
       bool added = w.first ? p.weak_names.insert(w.lower).second : p.names.insert(w.lower).second;
@@ -343,6 +370,17 @@ GuardVerdict MatchGuard::Check(std::string_view query, std::string_view candidat
     }
     if (!in_q.empty() && !in_c.empty() && in_q != in_c) {
       return {false, "kinds differ (" + Join(in_q) + " / " + Join(in_c) + ")"};
+    }
+  }
+  // "C" against "C#" or "C++", "notepad" against "notepad++": the signs
+  // make another name, in any case.
+  for (const auto& [a, b] : {std::pair{&q, &c}, std::pair{&c, &q}}) {
+    for (const std::string& w : a->words) {
+      if (!w.ends_with('+') && !w.ends_with('#')) continue;
+      std::string bare = w.substr(0, w.find_first_of("+#"));
+      if (b->words.count(bare) > 0 && b->words.count(w) == 0) {
+        return {false, "names differ (" + (a == &q ? w + " / " + bare : bare + " / " + w) + ")"};
+      }
     }
   }
   if (std::string name = MissingName(q.names, c); !name.empty()) {

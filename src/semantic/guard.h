@@ -12,7 +12,10 @@
 //              vs "5 days"; digits inside a word ("i5", "mp3") are part of
 //              the word;
 //   units      currency signs and unit words (km, miles, kg, °c, usd, ...)
-//              must match as sets: "10 km" vs "10 miles";
+//              must match as sets: "10 km" vs "10 miles"; an abbreviation
+//              of up to three letters is a unit only right after a number
+//              ("10 g", "5km"; not the "g" of "e.g." or the "ML" of machine
+//              learning);
 //   negation   either both texts negate or neither does ("not", "no",
 //              "never", "without", "n't", ...);
 //   opposites  a word of one text whose opposite stands in the other
@@ -22,11 +25,14 @@
 //              member of the same set in the other: "red" vs "blue";
 //   names      a capitalised word inside a sentence (a likely name: a city,
 //              a person, a product; "C++" and "C#" keep their signs) must
-//              occur, in any case, in the other. A sentence's first word is
-//              weaker evidence ("Paris weather", but also "Furthermore, ..."):
-//              unless it is a common question or function word, it refuses
-//              only when the other text has such a word of its own in its
-//              place;
+//              occur, in any case, in the other; a name with its signs
+//              differs from the bare word in any case ("c#" / "c"). A
+//              sentence's first word is weaker evidence ("Paris weather", but
+//              also "Afterwards, ..."): unless it is a common question word,
+//              function word or connective, it refuses only when the other
+//              text has such a word of its own in its place;
+//
+// A typographic apostrophe inside a word reads as "'" ("don’t" negates).
 //
 // Cheap (one pass over each text, no allocation beyond small vectors) and
 // explainable; it errs on the side of refusing, which costs a cache miss,

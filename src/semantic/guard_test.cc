@@ -64,6 +64,30 @@ TEST(MatchGuardTest, SentenceInitialCapitalsRefuseOnlyAgainstAnotherName) {
   EXPECT_FALSE(guard.Check("hotels near Paris", "hotels near the station").accept);
 }
 
+// Writing that is not meaning: a typographic apostrophe, "e.g.", a
+// connective opening a later sentence.
+TEST(MatchGuardTest, ReadsApostrophesAbbreviationsAndConnectives) {
+  MatchGuard guard;
+  // "don\u2019t" negates like "don't" (and is not a name "Don").
+  EXPECT_TRUE(
+      guard.Check("Don\u2019t forget the storage options.", "Do not forget the storage options.")
+          .accept);
+  EXPECT_FALSE(guard.Check("I don\u2019t like tea", "I like tea").accept);
+  // A short unit abbreviation counts after a number only.
+  EXPECT_TRUE(guard.Check("split the data (e.g. train, test)", "split the data into train and test")
+                  .accept);
+  EXPECT_TRUE(guard.Check("an ml platform for projects", "a machine learning platform").accept);
+  GuardVerdict grams = guard.Check("add 10 g of salt", "add 10 kg of salt");
+  EXPECT_FALSE(grams.accept);
+  EXPECT_EQ(grams.reason, "units differ (g / kg)");
+  EXPECT_FALSE(guard.Check("how far is 5km", "how far is 5 miles").accept);
+  // Connectives opening a sentence are not names.
+  EXPECT_TRUE(guard
+                  .Check("Install jax first. Afterwards, set the format to jax.",
+                         "Install jax first. Then set the format to jax.")
+                  .accept);
+}
+
 TEST(MatchGuardTest, RefusesOtherLanguagesColoursDaysAndMonths) {
   MatchGuard guard;
   EXPECT_FALSE(
