@@ -136,7 +136,7 @@ struct TelemetryConfig {
 };
 
 struct Config {
-  // The file read, or empty when there was none.
+  // The file read (ParseConfig: its `source`), or empty when there was none.
   std::string path;
   std::map<std::string, StoreConfig> stores;
   std::map<std::string, ToolConfig> tools;

@@ -1061,6 +1061,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source, con
                   Guard::kPolicy);
   }
   Config config;
+  config.path = source;
   Reader reader(source);
   reader.MergeEnvironment(root, env, &config);
   reader.Read(root, &config);
@@ -1083,7 +1084,11 @@ Result<Config> LoadConfig(const std::string& path) {
       file = "toolops.toml";
     }
   }
-  if (file.empty()) return ParseConfig("", "(no file)", ProcessEnvironment());
+  if (file.empty()) {
+    Result<Config> config = ParseConfig("", "(no file)", ProcessEnvironment());
+    if (config.ok()) config->path.clear();
+    return config;
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return Status(required ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
