@@ -12,7 +12,9 @@
 #include <string>
 
 #include "processes.h"
+#include "redis_server.h"
 #include "store/tag_index.h"
+#include "toolops/redis_store.h"
 #include "toolops/sqlite_store.h"
 #include "toolops/tool.h"
 
@@ -141,6 +143,46 @@ TEST_F(CacheCommandsTest, InspectFindsTheEntryOfACallAndNothingElse) {
   EXPECT_EQ(Run(InspectMain, {"--tool", "lookup", "--args", R"(["Paris", 3])"}), 2);
   EXPECT_EQ(Run(InspectMain, {"--tool", "lookup", "--args", "{not json"}), 2);
   EXPECT_EQ(Run(InspectMain, {"--tool", "lookup"}), 2);
+}
+
+TEST(CacheCommandsRedisTest, ClearAndInspectReachAToolsEntriesInRedis) {
+  testing::RedisServer server;
+  ASSERT_TRUE(server.ok()) << server.error();
+  testing::TempDir dir("toolops-cli-redis");
+  const std::string config = dir.File("toolops.toml");
+  {
+    FILE* f = std::fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f, "[stores.shared]\ntype = \"redis\"\nport = %d\nnamespace = \"agents\"\n",
+                 server.port());
+    std::fclose(f);
+  }
+  RedisStoreOptions o;
+  o.port = server.port();
+  o.name = "shared";
+  o.key_namespace = "agents";
+  StoreRegistry registry;
+  registry.Register("memory", std::shared_ptr<Store>(NewMemoryStore({}).value()));
+  registry.Register("shared", std::shared_ptr<Store>(NewRedisStore(o).value()));
+  Environment env;
+  env.stores = &registry;
+  ToolPolicy policy;
+  policy.cache.shared_store = "shared";
+  auto search = Readonly(
+      {"search", "1", {"q"}}, policy, [](std::string q) { return q; }, env);
+  auto other = Readonly(
+      {"other", "1", {"q"}}, policy, [](std::string q) { return q; }, env);
+  search("a");
+  search("b");
+  other("a");
+  Store& shared = *registry.Get("shared").value();
+  ASSERT_EQ(shared.Stats().entries, 3u);
+
+  EXPECT_EQ(InspectMain({"--config", config, "--tool", "search", "--args", R"({"q": "a"})"}), 0);
+  EXPECT_EQ(ClearMain({"--config", config, "shared", "--tool", "search", "--yes"}), 0);
+  EXPECT_EQ(shared.Stats().entries, 1u);
+  EXPECT_EQ(InspectMain({"--config", config, "--tool", "search", "--args", R"({"q": "a"})"}), 1);
+  EXPECT_EQ(InspectMain({"--config", config, "--tool", "other", "--args", R"({"q": "a"})"}), 0);
 }
 
 TEST(CallKeyTest, ScopeComesFirstAndKeyParamsFilter) {

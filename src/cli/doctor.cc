@@ -725,16 +725,16 @@ std::string FormatDoctorJson(const DoctorReport& report) {
   nlohmann::ordered_json checks = nlohmann::ordered_json::array();
   for (const CheckResult& c : report.checks) {
     nlohmann::ordered_json j = {{"name", c.name},
-                        {"status", std::string(CheckStateName(c.state))},
-                        {"seconds", c.seconds},
-                        {"detail", c.detail}};
+                                {"status", std::string(CheckStateName(c.state))},
+                                {"seconds", c.seconds},
+                                {"detail", c.detail}};
     if (!c.fix.empty() && c.state != CheckState::kOk) j["fix"] = c.fix;
     checks.push_back(std::move(j));
   }
   nlohmann::ordered_json out = {{"healthy", report.healthy()},
-                        {"config", report.config_path},
-                        {"seconds", report.seconds},
-                        {"checks", std::move(checks)}};
+                                {"config", report.config_path},
+                                {"seconds", report.seconds},
+                                {"checks", std::move(checks)}};
   return out.dump(2) + "\n";
 }
 

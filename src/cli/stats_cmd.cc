@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "cli/cli_common.h"
@@ -275,9 +276,14 @@ double Outcome(const ToolStats& t, const char* outcome) {
 
 }  // namespace
 
-std::string FormatStatsTable(const FleetStats& stats, bool colour) {
-  Table table({"TOOL", "CALLS", "FRESH", "SEMANTIC", "STALE", "COALESCED", "UPSTREAM", "ERRORS",
-               "REJECTED", "HIT%", "SAVED", "MONEY SAVED", "MEAN", "BREAKER"});
+std::string FormatStatsTable(const FleetStats& stats, bool colour, const FleetStats* previous,
+                             double seconds) {
+  const bool rates = previous != nullptr && seconds > 0;
+  std::vector<std::string> header = {"TOOL",      "CALLS",       "FRESH",  "SEMANTIC", "STALE",
+                                     "COALESCED", "UPSTREAM",    "ERRORS", "REJECTED", "HIT%",
+                                     "SAVED",     "MONEY SAVED", "MEAN",   "BREAKER"};
+  if (rates) header.insert(header.begin() + 2, "CALLS/S");
+  Table table(header);
   double total_calls = 0, total_saved = 0, total_money = 0, total_upstream = 0;
   for (const auto& [name, t] : stats.tools) {
     double calls = t.total_calls();
@@ -290,20 +296,37 @@ std::string FormatStatsTable(const FleetStats& stats, bool colour) {
     Colour tint = t.breaker_state == 1   ? Colour::kRed
                   : t.breaker_state == 2 ? Colour::kYellow
                                          : Colour::kNone;
-    table.Add({name, Count(calls), Count(Outcome(t, "fresh_hit")),
-               Count(Outcome(t, "semantic_hit")),
-               Count(Outcome(t, "stale_hit") + Outcome(t, "stale_if_error")),
-               Count(Outcome(t, "coalesced")), Count(t.upstream_calls),
-               Count(Outcome(t, "upstream_error")), Count(rejected), rate, Count(t.calls_saved),
-               Money(t.money_saved),
-               t.duration_count > 0 ? FormatSeconds(t.duration_sum / t.duration_count) : "-",
-               Paint(BreakerName(t.breaker_state), tint, colour)});
+    std::vector<std::string> row = {
+        name,
+        Count(calls),
+        Count(Outcome(t, "fresh_hit")),
+        Count(Outcome(t, "semantic_hit")),
+        Count(Outcome(t, "stale_hit") + Outcome(t, "stale_if_error")),
+        Count(Outcome(t, "coalesced")),
+        Count(t.upstream_calls),
+        Count(Outcome(t, "upstream_error")),
+        Count(rejected),
+        rate,
+        Count(t.calls_saved),
+        Money(t.money_saved),
+        t.duration_count > 0 ? FormatSeconds(t.duration_sum / t.duration_count) : "-",
+        Paint(BreakerName(t.breaker_state), tint, colour)};
+    if (rates) {
+      // A process that restarted between reads shows its counters from zero.
+      auto before = previous->tools.find(name);
+      double delta = calls - (before == previous->tools.end() ? 0 : before->second.total_calls());
+      char per_second[32];
+      std::snprintf(per_second, sizeof(per_second), "%.1f", std::max(0.0, delta) / seconds);
+      row.insert(row.begin() + 2, per_second);
+    }
+    table.Add(std::move(row));
     total_calls += calls;
     total_saved += t.calls_saved;
     total_money += t.money_saved;
     total_upstream += t.upstream_calls;
   }
-  std::string out = table.Render({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  std::string out = rates ? table.Render({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+                          : table.Render({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
   out += "\n" + std::to_string(stats.processes) + " process" + (stats.processes == 1 ? "" : "es") +
          ", " + Count(total_calls) + " calls, " + Count(total_upstream) + " upstream, " +
          Count(total_saved) + " saved, " + Paint(Money(total_money), Colour::kGreen, colour) +
@@ -388,8 +411,11 @@ int StatsMain(const std::vector<std::string>& args) {
     std::signal(SIGTERM, OnInterrupt);
   }
   const bool colour = UseColour(stdout);
+  std::optional<FleetStats> previous;
+  auto previous_at = std::chrono::steady_clock::now();
   while (true) {
     FleetStats stats;
+    const auto read_at = std::chrono::steady_clock::now();
     std::vector<std::string> problems;
     for (const std::string& url : endpoints) {
       Result<std::string> text = FetchText(url, 2000);
@@ -403,7 +429,12 @@ int StatsMain(const std::vector<std::string>& args) {
     }
     std::string out;
     if (watch && colour) out += "\x1b[H\x1b[2J";
-    out += options.Has("--json") ? FormatStatsJson(stats) : FormatStatsTable(stats, colour);
+    out += options.Has("--json")
+               ? FormatStatsJson(stats)
+               : FormatStatsTable(stats, colour, previous ? &*previous : nullptr,
+                                  std::chrono::duration<double>(read_at - previous_at).count());
+    previous = stats;
+    previous_at = read_at;
     std::fputs(out.c_str(), stdout);
     for (const std::string& p : problems) std::fprintf(stderr, "toolops: %s\n", p.c_str());
     std::fflush(stdout);

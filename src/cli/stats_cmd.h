@@ -55,7 +55,9 @@ Status AddPrometheusText(std::string_view text, FleetStats* into);
 // GET `url` (http:// only needs libcurl's defaults), within `timeout_ms`.
 Result<std::string> FetchText(const std::string& url, long timeout_ms);
 
-std::string FormatStatsTable(const FleetStats& stats, bool colour);
+// With `previous` (read `seconds` earlier), a column of calls per second.
+std::string FormatStatsTable(const FleetStats& stats, bool colour,
+                             const FleetStats* previous = nullptr, double seconds = 0);
 std::string FormatStatsJson(const FleetStats& stats);
 
 int StatsMain(const std::vector<std::string>& args);

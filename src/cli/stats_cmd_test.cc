@@ -80,6 +80,12 @@ TEST(StatsTest, SumsTheContractsMetricsOverEndpoints) {
   EXPECT_NE(table.find("web_search"), std::string::npos) << table;
   EXPECT_NE(table.find("open"), std::string::npos) << table;
   EXPECT_NE(table.find("2 processes"), std::string::npos) << table;
+  // Between two reads 10 s apart, web_search's calls went from 100 to 116.
+  FleetStats before;
+  ASSERT_TRUE(AddPrometheusText(kProcessA, &before).ok());
+  std::string rates = FormatStatsTable(stats, false, &before, 10);
+  EXPECT_NE(rates.find("CALLS/S"), std::string::npos) << rates;
+  EXPECT_NE(rates.find("  1.6  "), std::string::npos) << rates;
   std::string json = FormatStatsJson(stats);
   EXPECT_NE(json.find("\"money_saved\": 1.0"), std::string::npos) << json;
 }
