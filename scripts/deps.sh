@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libasio-dev libutf8proc-dev libsqlite3-dev libssl-dev libhiredis-dev libpq-dev libxxhash-dev nlohmann-json3-dev libhnswlib-dev libcurl4-openssl-dev
+  libasio-dev libutf8proc-dev libsqlite3-dev libssl-dev libhiredis-dev libpq-dev libxxhash-dev nlohmann-json3-dev libhnswlib-dev libcurl4-openssl-dev libtomlplusplus-dev
   redis-server redis-tools postgresql openssl
   clang clang-format
   python3 python3-venv python3-dev

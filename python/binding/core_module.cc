@@ -55,8 +55,10 @@
 #include <utility>
 #include <vector>
 
+#include "store/tag_index.h"
 #include "toolops/args.h"
 #include "toolops/asio.h"
+#include "toolops/config.h"
 #include "toolops/embedder.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
@@ -1329,6 +1331,34 @@ NB_MODULE(_core, m) {
       store = NewPostgresStore(o);
     }
     RegisterStore(name, std::move(store));
+  });
+  // The configuration file: read, checked and applied by the core (stores
+  // registered, tool policies installed for the tools wrapped afterwards).
+  // Returns (name, type, shared) for each configured store.
+  m.def("configure", [](const std::string& path) {
+    Result<Config> config = Status();
+    Status applied;
+    {
+      nb::gil_scoped_release release;
+      config = LoadConfig(path);
+      if (config.ok()) applied = ApplyConfig(*config);
+    }
+    if (!config.ok()) throw nb::value_error(std::string(config.status().message()).c_str());
+    if (!applied.ok()) throw nb::value_error(std::string(applied.message()).c_str());
+    nb::list stores;
+    for (const auto& [name, store] : config->stores) {
+      stores.append(nb::make_tuple(name, store.type_name, store.shared()));
+    }
+    return nb::make_tuple(config->path, stores);
+  });
+  // Records in a shared store that the tool with `prefix` carries `tags`
+  // (for `toolops invalidate --tag` in another process).
+  m.def("record_tool_tags", [](const std::string& store_name, nb::bytes prefix,
+                               std::vector<std::string> tags) {
+    std::shared_ptr<Store> store = GetStore(store_name);
+    std::string p(prefix.c_str(), prefix.size());
+    nb::gil_scoped_release release;
+    return RecordToolTags(*store, p, tags).ok();
   });
   m.def("store_names", [] { return StoreRegistry::Default()->Names(); });
   m.def("store_stats", [](const std::string& name) {

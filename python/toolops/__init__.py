@@ -33,6 +33,7 @@ from .cache import (  # noqa: E402
     ValkeyCache,
 )
 from .codec import DataclassCodec, JsonCodec, PydanticCodec  # noqa: E402
+from .config import configure  # noqa: E402
 from .decorators import readonly, sideeffect, tool  # noqa: E402
 from .errors import (  # noqa: E402
     CircuitOpenError,
@@ -54,7 +55,7 @@ __version__ = "0.1.0"
 atexit.register(_core.shutdown)
 
 __all__ = [
-    "readonly", "sideeffect", "tool", "cache_manager",
+    "readonly", "sideeffect", "tool", "cache_manager", "configure",
     "MemoryCache", "SQLiteCache", "FileCache", "RedisCache", "ValkeyCache", "PostgresCache",
     "SemanticCache", "JsonCodec", "PydanticCodec", "DataclassCodec",
     "ToolOpsError", "PolicyError", "CircuitOpenError", "ConcurrencyLimitError",

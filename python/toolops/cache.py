@@ -152,6 +152,21 @@ class PostgresCache(CacheStore):
         return f"PostgresCache(table={self.table!r})"
 
 
+class ConfiguredStore(CacheStore):
+    """A store opened by the core from the configuration file
+    (``[stores.NAME]`` of toolops.toml); see ``toolops.configure``."""
+
+    def __init__(self, type_name: str, shared: bool) -> None:
+        self.type_name = type_name
+        self.shared = shared
+
+    def open(self, name: str) -> None:
+        pass  # Already open in the core.
+
+    def __repr__(self) -> str:
+        return f"ConfiguredStore({self.type_name!r})"
+
+
 class SemanticCache(CacheStore):
     """Answers a call whose free text means the same as an earlier call's.
 

@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterable, Sequence
 from . import _core
 from .cache import SemanticCache
 from .codec import JsonCodec, result_hooks, to_data
+from .config import _ensure_configured
 from .errors import PolicyError, RetryableError, ToolOpsError, error_for
 from .manager import cache_manager
 
@@ -263,6 +264,7 @@ class _Flattened:
 def _wrap(fn: Callable, *, kind: str, options: dict) -> Callable:
     if not callable(fn):
         raise PolicyError(f"@{kind} wraps a function, not {fn!r}")
+    _ensure_configured()
     is_async = inspect.iscoroutinefunction(fn)
     sig = inspect.signature(fn)
     all_params = list(sig.parameters.values())
@@ -475,6 +477,9 @@ def _wrap(fn: Callable, *, kind: str, options: dict) -> Callable:
             bound.apply_defaults()
             return tuple(bound.arguments[p.name] for p in all_params)
 
+    if tool_tags and policy.get("cache.shared_store"):
+        # So that `toolops invalidate --tag` finds this tool from elsewhere.
+        _core.record_tool_tags(policy["cache.shared_store"], core.key_prefix, tool_tags)
     wrapper = _make_wrapper(fn, core, is_async, bind, fallback_fn, tags_fn)
     handle = ToolHandle(name, core, store_name, tool_tags, bind, wrapper)
     functools.update_wrapper(wrapper, fn)

@@ -10,8 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/cache_cmds.h"
 #include "cli/calibrate.h"
 #include "cli/replay_cli.h"
+#include "cli/doctor.h"
+#include "cli/stats_cmd.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
 
@@ -27,10 +30,23 @@ constexpr char kUsage[] =
     "  replay TRACE      replay a trace of tool calls through the middleware and\n"
     "                    report what it saves (--generate N: the bundled sample)\n"
     "  sample-trace      write the bundled sample trace (JSON Lines)\n"
-    "  help [COMMAND]    this help, or a command's\n"
+    "  doctor            check the configuration, the stores, the embedder, the clock\n"
+    "                    and the telemetry endpoints; say what to fix\n"
+    "  stats             calls, hits, upstream calls, money saved and breaker states\n"
+    "                    of running agents (their metrics endpoints); --watch\n"
+    "  clear [STORE]     remove cached entries from a configured store (--tool T)\n"
+    "  invalidate        remove the entries of the tools that carry a tag (--tag T)\n"
+    "  inspect           what is cached for one call (--tool T --args JSON)\n"
+    "  help [COMMAND]    this help, or a command's (also COMMAND -h)\n"
     "\n"
     "options:\n"
-    "  --version         print the version and exit\n";
+    "  --version         print the version and exit\n"
+    "\n"
+    "configuration: --config FILE, else $TOOLOPS_CONFIG, else ./toolops.toml;\n"
+    "TOOLOPS__SECTION__NAME__FIELD variables override single fields.\n"
+    "\n"
+    "exit status: 0 done or healthy, 1 a check or the target failed, 2 bad usage or\n"
+    "unreadable input (each command's help says more).\n";
 
 constexpr char kCalibrateUsage[] =
     "usage: toolops calibrate PAIRS [options]\n"
@@ -153,12 +169,25 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (command == "help" || command == "-h" || command == "--help") {
-    if (!rest.empty() && rest[0] == "calibrate") {
+    const std::string topic = rest.empty() ? "" : rest[0];
+    if (topic == "calibrate") {
       std::fputs(kCalibrateUsage, stdout);
-    } else if (!rest.empty() && rest[0] == "replay") {
+    } else if (topic == "replay") {
       std::fputs(kReplayUsage, stdout);
-    } else if (!rest.empty() && rest[0] == "sample-trace") {
+    } else if (topic == "sample-trace") {
       std::fputs(kSampleTraceUsage, stdout);
+    } else if (topic == "doctor") {
+      std::fputs(cli::kDoctorUsage, stdout);
+    } else if (topic == "stats") {
+      std::fputs(cli::kStatsUsage, stdout);
+    } else if (topic == "clear") {
+      std::fputs(cli::kClearUsage, stdout);
+    } else if (topic == "invalidate") {
+      std::fputs(cli::kInvalidateUsage, stdout);
+    } else if (topic == "inspect") {
+      std::fputs(cli::kInspectUsage, stdout);
+    } else if (!topic.empty()) {
+      return UsageError("no command '" + topic + "'", kUsage);
     } else {
       std::fputs(kUsage, stdout);
     }
@@ -167,6 +196,11 @@ int Main(int argc, char** argv) {
   if (command == "calibrate") return Calibrate(rest);
   if (command == "replay") return ReplayCommand(rest);
   if (command == "sample-trace") return SampleTraceCommand(rest);
+  if (command == "doctor") return cli::DoctorMain(rest);
+  if (command == "stats") return cli::StatsMain(rest);
+  if (command == "clear") return cli::ClearMain(rest);
+  if (command == "invalidate") return cli::InvalidateMain(rest);
+  if (command == "inspect") return cli::InspectMain(rest);
   return UsageError("unknown command '" + command + "'", kUsage);
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "toolops/config.h"
 #include "toolops/tool.h"
 
 namespace toolops::internal {
@@ -40,11 +41,22 @@ Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy
 }  // namespace
 
 Result<WrappedCore> WrapCore(ToolSpec spec, ToolPolicy policy, size_t arity, Environment env) {
+  // The configuration file's fields for this tool win over the code's.
+  std::shared_ptr<const Config> config = AppliedConfig();
+  const ToolConfig* configured = config ? config->FindTool(spec.name) : nullptr;
+  if (configured != nullptr) {
+    configured->ApplyTo(&policy);
+    if (policy.kind == ToolKind::kSideEffect) policy = AsSideEffect(std::move(policy));
+  }
+  auto blamed = [&](const Status& s) {
+    if (configured == nullptr || s.ok()) return s;
+    return Status(s.code(), std::string(s.message()) + configured->Blame(s.message()), s.guard());
+  };
   Result<std::vector<ParamRole>> roles = ParamRoles(spec, policy, arity);
-  if (!roles.ok()) return roles.status();
+  if (!roles.ok()) return blamed(roles.status());
   Result<std::shared_ptr<ToolCore>> core =
       ToolCore::Create(std::move(spec), std::move(policy), env);
-  if (!core.ok()) return core.status();
+  if (!core.ok()) return blamed(core.status());
   return WrappedCore{std::move(core).value(), std::move(roles).value()};
 }
 

@@ -1,0 +1,107 @@
+// src/cli/toolops_cli_test.cc
+//
+// The built `toolops` binary, run as a user would: help for every command,
+// --version, and the exit codes scripts rely on.
+
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+#include "processes.h"
+
+namespace {
+
+struct Outcome {
+  int code = -1;
+  std::string out;
+};
+
+// Runs the binary with `args` (a shell fragment), stdin from /dev/null,
+// stderr into the output.
+Outcome Toolops(const std::string& args, const std::string& env = "") {
+  std::string command = env + " NO_COLOR=1 " + TOOLOPS_CLI_BINARY + " " + args + " </dev/null 2>&1";
+  Outcome r;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), p)) > 0) r.out.append(buffer, n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(ToolopsCliTest, EveryCommandHasHelpAndExitCodes) {
+  for (const char* command : {"doctor", "stats", "clear", "invalidate", "inspect", "calibrate"}) {
+    Outcome help = Toolops(std::string("help ") + command);
+    EXPECT_EQ(help.code, 0) << command;
+    EXPECT_NE(help.out.find(std::string("usage: toolops ") + command), std::string::npos)
+        << help.out;
+    Outcome dash_h = Toolops(std::string(command) + " -h");
+    EXPECT_EQ(dash_h.code, 0) << command;
+    EXPECT_EQ(dash_h.out, help.out) << command;
+    if (std::string(command) != "calibrate") {
+      EXPECT_NE(help.out.find("exit status"), std::string::npos) << command;
+    }
+    Outcome bad = Toolops(std::string(command) + " --no-such-option");
+    EXPECT_EQ(bad.code, 2) << command << ": " << bad.out;
+  }
+  Outcome version = Toolops("--version");
+  EXPECT_EQ(version.code, 0);
+  EXPECT_EQ(version.out.rfind("toolops ", 0), 0u);
+  EXPECT_EQ(Toolops("frobnicate").code, 2);
+  EXPECT_EQ(Toolops("help frobnicate").code, 2);
+}
+
+TEST(ToolopsCliTest, DoctorExitsOneOnABadFileAndNamesTheLine) {
+  toolops::testing::TempDir dir("toolops-cli-bin");
+  std::string path = dir.File("toolops.toml");
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("[tools.web_search]\nretry.max_attempts = -1\n", f);
+  std::fclose(f);
+  Outcome r = Toolops("doctor --config " + path);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(path + ":2: tools.web_search.retry.max_attempts is -1"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("\x1b["), std::string::npos);  // NO_COLOR, and not a terminal.
+
+  Outcome json = Toolops("doctor --json --config " + path);
+  EXPECT_EQ(json.code, 1);
+  EXPECT_NE(json.out.find("\"healthy\": false"), std::string::npos) << json.out;
+
+  // The environment overrides the file: the same file becomes valid.
+  Outcome fixed = Toolops("doctor --json --config " + path,
+                          "TOOLOPS__TOOLS__WEB_SEARCH__RETRY__MAX_ATTEMPTS=3");
+  EXPECT_NE(fixed.out.find("\"name\": \"config\",\n      \"status\": \"ok\""), std::string::npos)
+      << fixed.out;
+  EXPECT_EQ(Toolops("doctor --timeout 0 --config " + path).code, 2);
+}
+
+TEST(ToolopsCliTest, ClearWithoutATerminalNeedsYes) {
+  toolops::testing::TempDir dir("toolops-cli-bin");
+  std::string path = dir.File("toolops.toml");
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fprintf(f, "[stores.local]\ntype = \"sqlite\"\npath = \"%s\"\n", dir.File("c.db").c_str());
+  std::fclose(f);
+  Outcome r = Toolops("clear --config " + path);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("pass --yes"), std::string::npos) << r.out;
+  Outcome yes = Toolops("clear --yes --config " + path);
+  EXPECT_EQ(yes.code, 0) << yes.out;
+  EXPECT_NE(yes.out.find("local: removed 0 entries"), std::string::npos) << yes.out;
+}
+
+TEST(ToolopsCliTest, StatsWithNoEndpointIsBadUsage) {
+  toolops::testing::TempDir dir("toolops-cli-bin");
+  Outcome r = Toolops("stats --config " + dir.File("none.toml"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  Outcome down = Toolops("stats --endpoint http://127.0.0.1:1/metrics");
+  EXPECT_EQ(down.code, 1) << down.out;
+}
+
+}  // namespace
