@@ -84,7 +84,8 @@ struct SpanData {
   int64_t end_unix_ns = 0;
   bool error = false;
   std::string status_message;
-  std::vector<std::pair<std::string, AttributeValue>> attributes;
+  // Keys are string literals (static storage): no allocation per key.
+  std::vector<std::pair<const char*, AttributeValue>> attributes;
 };
 
 // A span being recorded; inactive (every method a no-op) unless started.
@@ -100,10 +101,12 @@ class Span {
   bool active() const { return data_ != nullptr; }
   SpanContext context() const;
 
-  void Set(std::string_view key, std::string value);
-  void Set(std::string_view key, const char* value) { Set(key, std::string(value)); }
-  void Set(std::string_view key, int64_t value);
-  void Set(std::string_view key, bool value);
+  // REQUIRES: `key` is a string literal.
+  void Set(const char* key, std::string value);
+  void Set(const char* key, std::string_view value) { Set(key, std::string(value)); }
+  void Set(const char* key, const char* value) { Set(key, std::string(value)); }
+  void Set(const char* key, int64_t value);
+  void Set(const char* key, bool value);
   void SetError(std::string_view error_type, std::string_view message);
   // Ends the span now and hands it to the exporter.
   void End();

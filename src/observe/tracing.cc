@@ -18,8 +18,6 @@
 #include <random>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "observe/trace.h"
 #include "toolops/log.h"
 #include "toolops/secrets.h"
@@ -364,7 +362,24 @@ std::string DescribeResult(const Bytes& value) {
 
 void AppendJsonString(std::string* out, std::string_view text) {
   out->push_back('"');
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // Valid UTF-8 sequences are copied; any other byte becomes U+FFFD.
+      unsigned char lead = static_cast<unsigned char>(c);
+      size_t n = (lead >> 5) == 6 ? 2 : (lead >> 4) == 14 ? 3 : (lead >> 3) == 30 ? 4 : 0;
+      bool valid = n > 0 && i + n <= text.size();
+      for (size_t j = 1; valid && j < n; ++j) {
+        valid = (static_cast<unsigned char>(text[i + j]) >> 6) == 2;
+      }
+      if (valid) {
+        out->append(text.substr(i, n));
+        i += n - 1;
+      } else {
+        *out += "\\ufffd";
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         *out += "\\\"";
@@ -419,6 +434,7 @@ void Span::Start(std::string name, const SpanContext* parent) {
   CallSampling& s = call_sampling;
   data_ = std::make_unique<SpanData>();
   data_->name = std::move(name);
+  data_->attributes.reserve(12);
   if (parent != nullptr && parent->valid()) {
     data_->trace_id = parent->trace_id;
     data_->parent_span_id = parent->span_id;
@@ -438,21 +454,21 @@ SpanContext Span::context() const {
   return c;
 }
 
-void Span::Set(std::string_view key, std::string value) {
-  if (data_ != nullptr) data_->attributes.emplace_back(std::string(key), std::move(value));
+void Span::Set(const char* key, std::string value) {
+  if (data_ != nullptr) data_->attributes.emplace_back(key, std::move(value));
 }
-void Span::Set(std::string_view key, int64_t value) {
-  if (data_ != nullptr) data_->attributes.emplace_back(std::string(key), value);
+void Span::Set(const char* key, int64_t value) {
+  if (data_ != nullptr) data_->attributes.emplace_back(key, value);
 }
-void Span::Set(std::string_view key, bool value) {
-  if (data_ != nullptr) data_->attributes.emplace_back(std::string(key), value);
+void Span::Set(const char* key, bool value) {
+  if (data_ != nullptr) data_->attributes.emplace_back(key, value);
 }
 
 void Span::SetError(std::string_view error_type, std::string_view message) {
   if (data_ == nullptr) return;
   data_->error = true;
   data_->status_message = MaskSecretsInText(message);
-  Set("error.type", std::string(error_type));
+  Set("error.type", error_type);
 }
 
 void Span::End() {
@@ -465,52 +481,79 @@ void Span::End() {
   }
 }
 
-std::string EncodeOtlpJson(const std::vector<SpanData>& spans, const TracingOptions& options) {
-  using nlohmann::json;
-  auto attribute = [](const std::string& key, const AttributeValue& value) {
-    json v;
-    if (const auto* s = std::get_if<std::string>(&value)) {
-      v["stringValue"] = *s;
-    } else if (const auto* i = std::get_if<int64_t>(&value)) {
-      v["intValue"] = std::to_string(*i);  // int64 is a string in the JSON mapping.
-    } else if (const auto* b = std::get_if<bool>(&value)) {
-      v["boolValue"] = *b;
-    } else {
-      v["doubleValue"] = std::get<double>(value);
-    }
-    return json{{"key", key}, {"value", v}};
-  };
-  json resource_attributes = json::array();
-  resource_attributes.push_back(attribute("service.name", options.service_name));
-  for (const auto& [key, value] : options.resource_attributes) {
-    if (key != "service.name") resource_attributes.push_back(attribute(key, value));
+namespace {
+
+void AppendAttribute(std::string* out, std::string_view key, const AttributeValue& value) {
+  *out += "{\"key\":";
+  AppendJsonString(out, key);
+  *out += ",\"value\":{";
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    *out += "\"stringValue\":";
+    AppendJsonString(out, *s);
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    // int64 is a string in the protobuf JSON mapping.
+    *out += "\"intValue\":\"" + std::to_string(*i) + "\"";
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    *out += *b ? "\"boolValue\":true" : "\"boolValue\":false";
+  } else {
+    char buffer[32];
+    std::snprintf(buffer, sizeof(buffer), "%.17g", std::get<double>(value));
+    *out += "\"doubleValue\":";
+    *out += buffer;
   }
-  resource_attributes.push_back(attribute("telemetry.sdk.name", std::string("toolops")));
-  resource_attributes.push_back(attribute("telemetry.sdk.language", std::string("cpp")));
-  json out_spans = json::array();
-  for (const SpanData& span : spans) {
-    json s;
-    s["traceId"] = Hex(span.trace_id.data(), span.trace_id.size());
-    s["spanId"] = Hex(span.span_id.data(), span.span_id.size());
+  *out += "}}";
+}
+
+}  // namespace
+
+// Written by hand rather than through a JSON library: the exporter thread
+// encodes every span, and building a document tree per span cost several
+// times more.
+std::string EncodeOtlpJson(const std::vector<SpanData>& spans, const TracingOptions& options) {
+  std::string out;
+  out.reserve(512 + spans.size() * 900);
+  out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":[";
+  AppendAttribute(&out, "service.name", options.service_name);
+  for (const auto& [key, value] : options.resource_attributes) {
+    if (key == "service.name") continue;
+    out += ',';
+    AppendAttribute(&out, key, value);
+  }
+  out += ',';
+  AppendAttribute(&out, "telemetry.sdk.name", std::string("toolops"));
+  out += ',';
+  AppendAttribute(&out, "telemetry.sdk.language", std::string("cpp"));
+  out += "]},\"scopeSpans\":[{\"scope\":{\"name\":\"toolops\"},\"spans\":[";
+  for (size_t n = 0; n < spans.size(); ++n) {
+    const SpanData& span = spans[n];
+    if (n > 0) out += ',';
+    out += "{\"traceId\":\"" + Hex(span.trace_id.data(), span.trace_id.size()) + "\"";
+    out += ",\"spanId\":\"" + Hex(span.span_id.data(), span.span_id.size()) + "\"";
     bool root = true;
     for (uint8_t b : span.parent_span_id) root = root && b == 0;
-    if (!root) s["parentSpanId"] = Hex(span.parent_span_id.data(), span.parent_span_id.size());
-    s["name"] = span.name;
-    s["kind"] = 1;  // SPAN_KIND_INTERNAL, as the GenAI conventions give execute_tool.
-    s["startTimeUnixNano"] = std::to_string(span.start_unix_ns);
-    s["endTimeUnixNano"] = std::to_string(span.end_unix_ns);
-    json attributes = json::array();
-    for (const auto& [key, value] : span.attributes) attributes.push_back(attribute(key, value));
-    s["attributes"] = std::move(attributes);
-    if (span.error) s["status"] = json{{"code", 2}, {"message", span.status_message}};
-    out_spans.push_back(std::move(s));
+    if (!root) {
+      out += ",\"parentSpanId\":\"" + Hex(span.parent_span_id.data(), span.parent_span_id.size()) +
+             "\"";
+    }
+    out += ",\"name\":";
+    AppendJsonString(&out, span.name);
+    // SPAN_KIND_INTERNAL, as the GenAI conventions give execute_tool.
+    out += ",\"kind\":1,\"startTimeUnixNano\":\"" + std::to_string(span.start_unix_ns) +
+           "\",\"endTimeUnixNano\":\"" + std::to_string(span.end_unix_ns) + "\",\"attributes\":[";
+    for (size_t a = 0; a < span.attributes.size(); ++a) {
+      if (a > 0) out += ',';
+      AppendAttribute(&out, span.attributes[a].first, span.attributes[a].second);
+    }
+    out += ']';
+    if (span.error) {
+      out += ",\"status\":{\"code\":2,\"message\":";
+      AppendJsonString(&out, span.status_message);
+      out += '}';
+    }
+    out += '}';
   }
-  json body;
-  body["resourceSpans"] =
-      json::array({json{{"resource", json{{"attributes", resource_attributes}}},
-                        {"scopeSpans", json::array({json{{"scope", json{{"name", "toolops"}}},
-                                                         {"spans", std::move(out_spans)}}})}}});
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  out += "]}]}]}";
+  return out;
 }
 
 }  // namespace internal
