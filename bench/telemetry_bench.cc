@@ -61,7 +61,7 @@ HitTool* MakeTool(const std::string& name, bool telemetry) {
 
 // Tracing at 1% to a real collector (on), or off.
 void SetTracing(bool one_percent) {
-  static testing::HttpRecorder* collector = new testing::HttpRecorder();
+  static testing::HttpRecorder* collector = new testing::HttpRecorder(/*keep_bodies=*/false);
   static int current = -1;
   if (current == static_cast<int>(one_percent)) return;
   current = one_percent;

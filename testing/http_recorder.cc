@@ -20,7 +20,9 @@ using asio::ip::tcp;
 
 class HttpRecorder::Impl {
  public:
-  Impl() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+  explicit Impl(bool keep_bodies)
+      : keep_bodies_(keep_bodies),
+        acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
     port_ = acceptor_.local_endpoint().port();
     Accept();
     thread_ = std::thread([this] { io_.run(); });
@@ -95,8 +97,10 @@ class HttpRecorder::Impl {
   void ReadBody(const std::shared_ptr<Connection>& c, size_t length) {
     size_t have = c->buffer.size();
     if (have >= length) {
-      c->request.body.assign(asio::buffers_begin(c->buffer.data()),
-                             asio::buffers_begin(c->buffer.data()) + length);
+      if (keep_bodies_) {
+        c->request.body.assign(asio::buffers_begin(c->buffer.data()),
+                               asio::buffers_begin(c->buffer.data()) + length);
+      }
       Respond(c);
       return;
     }
@@ -110,7 +114,7 @@ class HttpRecorder::Impl {
   void Respond(const std::shared_ptr<Connection>& c) {
     {
       std::lock_guard lock(mu_);
-      requests_.push_back(c->request);
+      requests_.push_back(std::move(c->request));
     }
     cv_.notify_all();
     int status = status_.load();
@@ -123,12 +127,13 @@ class HttpRecorder::Impl {
     });
   }
 
+  const bool keep_bodies_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::thread thread_;
 };
 
-HttpRecorder::HttpRecorder() : impl_(std::make_unique<Impl>()) {}
+HttpRecorder::HttpRecorder(bool keep_bodies) : impl_(std::make_unique<Impl>(keep_bodies)) {}
 HttpRecorder::~HttpRecorder() = default;
 int HttpRecorder::port() const { return impl_->port_; }
 std::string HttpRecorder::url(const std::string& path) const {

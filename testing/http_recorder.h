@@ -25,8 +25,9 @@ struct HttpRequest {
 
 class HttpRecorder {
  public:
-  // Listens on 127.0.0.1 and a free port.
-  HttpRecorder();
+  // Listens on 127.0.0.1 and a free port. With keep_bodies false, requests
+  // are recorded without their bodies (a benchmark's collector).
+  explicit HttpRecorder(bool keep_bodies = true);
   ~HttpRecorder();
   HttpRecorder(const HttpRecorder&) = delete;
   HttpRecorder& operator=(const HttpRecorder&) = delete;

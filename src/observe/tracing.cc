@@ -54,6 +54,7 @@ class SpanExporter {
     }
     cv_.notify_all();
     thread_.join();
+    if (curl_ != nullptr) curl_easy_cleanup(curl_);
   }
 
   // Never waits for the network; drops the span when the queue is full.
@@ -116,7 +117,10 @@ class SpanExporter {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     std::string body = EncodeOtlpJson(batch, options_);
-    CURL* curl = curl_easy_init();
+    // One handle for the exporter's life: its connection is kept alive
+    // between batches.
+    if (curl_ == nullptr) curl_ = curl_easy_init();
+    CURL* curl = curl_;
     if (curl == nullptr) return false;
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     for (const auto& [name, value] : options_.headers) {
@@ -136,7 +140,6 @@ class SpanExporter {
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
     bool ok = rc == CURLE_OK && status >= 200 && status < 300;
     if (!ok) {
       // One line per failed request at most every minute: an unreachable
@@ -164,6 +167,7 @@ class SpanExporter {
   bool flush_requested_ = false;
   bool sending_ = false;
   std::chrono::steady_clock::time_point last_failure_log_{};  // Exporter thread only.
+  CURL* curl_ = nullptr;                                      // Exporter thread only.
   std::thread thread_;
 };
 
