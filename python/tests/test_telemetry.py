@@ -55,7 +55,7 @@ class Collector:
 
 
 def test_metrics_and_the_prometheus_endpoint_count_hits_and_money_saved():
-    @readonly(cache_ttl=60, cost_per_call=0.5)
+    @readonly(cache_ttl=60, cost_per_call=0.5, name="priced_lookup")
     def priced_lookup(query: str) -> str:
         return "answer " + query
 
@@ -90,7 +90,7 @@ def test_spans_reach_an_otlp_collector_without_secrets(capfd):
                                   record_arguments=True, schedule_delay=0.05)
         toolops.configure_logging("json", level="info")
 
-        @readonly(cache_ttl=60)
+        @readonly(cache_ttl=60, name="weather")
         def weather(city: str, api_key: str) -> str:
             toolops._core.log("warning", "tool.note", f"token={api_key} used", "weather")
             return "sunny in " + city
