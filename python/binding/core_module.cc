@@ -23,6 +23,7 @@
 #include <structmember.h>
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
@@ -57,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "observe/trace.h"
 #include "toolops/args.h"
 #include "toolops/asio.h"
 #include "toolops/embedder.h"
@@ -1531,6 +1533,20 @@ NB_MODULE(_core, m) {
     Result<LogLevel> parsed = ParseLogLevel(level);
     if (!parsed.ok()) throw nb::value_error(std::string(parsed.status().message()).c_str());
     Log(parsed.value(), event, message, LogFields{tool, {}});
+  });
+  // The tool-call id of the next call on this thread (blocking tools); the
+  // previous one is returned so that the facade can restore it.
+  m.def("set_call_id", [](std::optional<std::string> id) -> std::optional<std::string> {
+    thread_local std::string storage;
+    std::optional<std::string> previous;
+    if (internal::current_call_id == &storage) previous = storage;
+    if (id) {
+      storage = std::move(*id);
+      internal::current_call_id = &storage;
+    } else {
+      internal::current_call_id = nullptr;
+    }
+    return previous;
   });
   m.def("looks_like_secret_name", [](const std::string& name) { return LooksLikeSecretName(name); });
   m.def("mask_secrets", [](const std::string& text) { return MaskSecretsInText(text); });

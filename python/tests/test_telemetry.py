@@ -95,7 +95,8 @@ def test_spans_reach_an_otlp_collector_without_secrets(capfd):
             toolops._core.log("warning", "tool.note", f"token={api_key} used", "weather")
             return "sunny in " + city
 
-        assert weather("paris", "sk-SECRET-1") == "sunny in paris"
+        with toolops.tool_call_id("call_7"):
+            assert weather("paris", "sk-SECRET-1") == "sunny in paris"
         assert weather("paris", "sk-SECRET-2") == "sunny in paris"  # Same key: a hit.
         assert toolops.flush_tracing(10)
         spans = [s for s in collector.spans() if s["name"] == "execute_tool weather"]
@@ -104,6 +105,8 @@ def test_spans_reach_an_otlp_collector_without_secrets(capfd):
         assert miss["attrs"]["gen_ai.operation.name"]["stringValue"] == "execute_tool"
         assert miss["attrs"]["gen_ai.tool.name"]["stringValue"] == "weather"
         assert miss["attrs"]["toolops.cache.result"]["stringValue"] == "miss"
+        assert miss["attrs"]["gen_ai.tool.call.id"]["stringValue"] == "call_7"
+        assert "gen_ai.tool.call.id" not in hit["attrs"]
         assert hit["attrs"]["toolops.cache.result"]["stringValue"] == "fresh"
         attempts = [s for s in collector.spans() if s["name"] == "upstream_attempt weather"]
         assert [a["parentSpanId"] for a in attempts] == [miss["spanId"]]

@@ -54,6 +54,7 @@ from .telemetry import (  # noqa: E402
     metrics,
     prometheus_text,
     serve_metrics,
+    tool_call_id,
     tracing_stats,
 )
 
@@ -69,5 +70,5 @@ __all__ = [
     "ToolOpsError", "PolicyError", "CircuitOpenError", "ConcurrencyLimitError",
     "RetryBudgetExhausted", "ToolTimeout", "UpstreamError", "StoreError", "CodecError",
     "RetryableError", "metrics", "prometheus_text", "serve_metrics", "configure_tracing",
-    "flush_tracing", "tracing_stats", "configure_logging", "__version__",
+    "flush_tracing", "tracing_stats", "configure_logging", "tool_call_id", "__version__",
 ]

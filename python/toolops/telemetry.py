@@ -17,7 +17,8 @@ shape arguments and results.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import contextlib
+from typing import Any, Iterator, Mapping, Sequence
 
 from . import _core
 
@@ -125,6 +126,21 @@ def configure_logging(format: str = "json", level: str = "info") -> None:
     _core.configure_logging(format, level)
 
 
+@contextlib.contextmanager
+def tool_call_id(call_id: str) -> Iterator[None]:
+    """Gives the next blocking tool call made in this block the agent
+    framework's tool-call id (``gen_ai.tool.call.id`` on its span).
+
+        with toolops.tool_call_id(call.id):
+            result = search(call.args["query"])
+    """
+    previous = _core.set_call_id(str(call_id))
+    try:
+        yield
+    finally:
+        _core.set_call_id(previous)
+
+
 def looks_like_secret(name: str) -> bool:
     """True when a parameter name looks like a secret (api_key, token, ...:
     matched as words, so ``author`` and ``keyword`` do not)."""
@@ -133,4 +149,4 @@ def looks_like_secret(name: str) -> bool:
 
 __all__: Sequence[str] = ("metrics", "prometheus_text", "serve_metrics", "configure_tracing",
                           "flush_tracing", "tracing_stats", "configure_logging",
-                          "looks_like_secret")
+                          "tool_call_id", "looks_like_secret")

@@ -27,14 +27,16 @@ namespace toolops {
 namespace internal {
 
 constinit thread_local CallSampling call_sampling;
-std::atomic<uint32_t> tracing_generation{1};
+// On a cache line of its own: every hit reads it, and the span counters
+// near it are written by every traced call.
+alignas(64) std::atomic<uint32_t> tracing_generation{1};
 constinit thread_local const SpanContext* current_parent = nullptr;
 constinit thread_local const std::string* current_call_id = nullptr;
 constinit thread_local const FunctionRef<std::string()>* current_args = nullptr;
 
 namespace {
 
-std::atomic<uint64_t> spans_started{0};
+alignas(64) std::atomic<uint64_t> spans_started{0};
 std::atomic<uint64_t> spans_exported{0};
 std::atomic<uint64_t> spans_dropped{0};
 std::atomic<uint64_t> export_failures{0};
