@@ -665,6 +665,70 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
                   "python exception #" + std::to_string(id) + ": " + text, Guard::kUpstream, hint);
   }
 
+  // The arguments of a call as JSON for a span: {"name": value, ...}, the
+  // values of sensitive and secret-looking parameters masked, other values
+  // as JSON when they are str, bool, int, float or None and as their repr
+  // otherwise (each cut at 1 KiB).
+  std::string DescribeArguments(nb::handle args, nb::handle kwargs) {
+    const std::vector<std::string>& sensitive = core_->policy().sensitive_params;
+    std::string out = "{";
+    size_t n = 0;
+    auto one = [&](std::string_view name, PyObject* value) {
+      if (n++ > 0) out += ", ";
+      internal::AppendJsonString(&out, name);
+      out += ": ";
+      if (internal::MaskedParam(sensitive, name)) {
+        out += "\"***\"";
+      } else if (value == Py_None) {
+        out += "null";
+      } else if (PyBool_Check(value)) {
+        out += value == Py_True ? "true" : "false";
+      } else if (PyUnicode_Check(value)) {
+        Py_ssize_t size = 0;
+        const char* text = PyUnicode_AsUTF8AndSize(value, &size);
+        if (text == nullptr) {
+          PyErr_Clear();
+          out += "\"<not UTF-8>\"";
+        } else {
+          internal::AppendJsonString(&out, std::string_view(text, std::min<Py_ssize_t>(size, 1024)));
+        }
+      } else {
+        PyObject* repr = PyObject_Repr(value);
+        const char* text = repr != nullptr ? PyUnicode_AsUTF8(repr) : nullptr;
+        if (text == nullptr) {
+          PyErr_Clear();
+          out += "\"<no repr>\"";
+        } else if ((PyLong_Check(value) || PyFloat_Check(value)) &&
+                   std::isfinite(PyFloat_Check(value) ? PyFloat_AS_DOUBLE(value) : 0.0)) {
+          out += text;
+        } else {
+          internal::AppendJsonString(&out, std::string_view(text).substr(0, 1024));
+        }
+        Py_XDECREF(repr);
+      }
+    };
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args.ptr());
+    for (Py_ssize_t i = static_cast<Py_ssize_t>(skip_first_); i < nargs; ++i) {
+      size_t index = static_cast<size_t>(i) - skip_first_;
+      std::string name = index < params_.size() ? params_[index].name : "arg" + std::to_string(index);
+      one(name, PyTuple_GET_ITEM(args.ptr(), i));
+    }
+    if (kwargs.is_valid() && !kwargs.is_none()) {
+      PyObject *k, *v;
+      Py_ssize_t pos = 0;
+      while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
+        const char* name = PyUnicode_AsUTF8(k);
+        if (name == nullptr) {
+          PyErr_Clear();
+          continue;
+        }
+        one(name, v);
+      }
+    }
+    out += "}";
+    return out;
+  }
+
   // The blocking form: the whole call on this thread.
   nb::object CallSync(nb::args args, nb::kwargs kwargs) {
     return CallView(ArgView::Of(args, kwargs));
@@ -682,6 +746,14 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
       if (Bytes hit; core_->TryFreshHit(ref, &hit)) return Decode(hit);
     }
     auto [args, kwargs] = view.ToTupleAndDict();
+    // For traces that record arguments; run only if this call is traced
+    // (on this thread, which then takes the GIL back for it).
+    auto describe = [&, &args = args, &kwargs = kwargs]() -> std::string {
+      nb::gil_scoped_acquire gil;
+      return DescribeArguments(args, kwargs);
+    };
+    FunctionRef<std::string()> describe_ref(describe);
+    internal::ScopedArgs scoped_args(&describe_ref);
     auto call = std::make_shared<Call>(PyRef(fn_), PyRef(args), PyRef(kwargs));
     std::shared_ptr<PyTool> self = shared_from_this();
     auto make_upstream = [&]() -> Upstream {

@@ -112,6 +112,10 @@ def test_spans_reach_an_otlp_collector_without_secrets(capfd):
         assert [a["parentSpanId"] for a in attempts] == [miss["spanId"]]
         bodies = b"".join(body for _, body in collector.bodies)
         assert b"SECRET" not in bodies
+        arguments = json.loads(miss["attrs"]["gen_ai.tool.call.arguments"]["stringValue"])
+        assert arguments == {"city": "paris", "api_key": "***"}
+        # The stored form: the binding's one-letter type tag, then the text.
+        assert miss["attrs"]["gen_ai.tool.call.result"]["stringValue"] == "ssunny in paris"
         err = capfd.readouterr().err
         lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
         notes = [line for line in lines if line["event"] == "tool.note"]
