@@ -183,6 +183,10 @@ struct ToolPolicy {
   std::vector<std::string> sensitive_params;
   // What one upstream call costs, in the user's currency, for savings figures.
   double cost_per_call = 0.0;
+  // Call latency histogram and trace spans for this tool (metrics.h,
+  // tracing.h). The outcome counters are kept either way. Off: the hit path
+  // does not even count down to its next timed or traced hit.
+  bool telemetry = true;
 
   CachePolicy cache;
   RetryPolicy retry;

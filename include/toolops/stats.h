@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -129,6 +130,73 @@ class ToolStats {
     std::array<std::atomic<uint64_t>, kNumCounters> values{};
   };
 
+  std::array<Slot, internal::kStripes> slots_;
+};
+
+// The upper bounds of the call latency buckets, in seconds: from 50 us (a
+// cache hit) to 60 s (a slow upstream call). A last bucket (+Inf) holds
+// everything above.
+inline constexpr std::array<double, 19> kLatencyBucketBounds = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,     0.25,   0.5,     1.0,    2.5,   5.0,    10.0,  30.0, 60.0};
+inline constexpr size_t kLatencyBuckets = kLatencyBucketBounds.size() + 1;
+
+struct HistogramSnapshot {
+  // Observations per bucket (not cumulative); the last is +Inf.
+  std::array<uint64_t, kLatencyBuckets> counts{};
+  uint64_t count = 0;
+  double sum_seconds = 0;
+  // Lock-free fresh hits not yet in the histogram: each timed hit stands for
+  // the untimed hits of the same tool on the same thread before it.
+  uint64_t pending_hits = 0;
+
+  HistogramSnapshot& operator+=(const HistogramSnapshot& other);
+};
+
+// LatencyHistogram: call latencies of one tool, striped per thread like
+// ToolStats (no lock, no locked instruction for threads with a stripe of
+// their own).
+//
+// The lock-free hit path does not read a clock for every hit: it counts the
+// hit with AddUntimedHit(), and one hit in kHitTimingPeriod per thread is
+// timed and recorded with RecordHit(), which adds it with the weight of the
+// untimed hits counted before it on that stripe. Counts are then exact
+// except for at most kHitTimingPeriod - 1 recent hits per thread
+// (pending_hits), and every hit lands in the bucket of a measured hit of the
+// same tool.
+//
+// Safe for concurrent use.
+class LatencyHistogram {
+ public:
+  static constexpr uint32_t kHitTimingPeriod = 64;
+
+  LatencyHistogram() = default;
+  LatencyHistogram(const LatencyHistogram&) = delete;
+  LatencyHistogram& operator=(const LatencyHistogram&) = delete;
+
+  // One observation of `latency`.
+  void Record(std::chrono::nanoseconds latency) { Add(latency, 1); }
+  // A fresh hit that was not timed.
+  void AddUntimedHit() {
+    const internal::StripeLease& lease = internal::CurrentStripe();
+    internal::AddToStripe(slots_[lease.index].untimed, lease, 1);
+  }
+  // A timed fresh hit: recorded with the untimed hits of this stripe.
+  void RecordHit(std::chrono::nanoseconds latency);
+
+  HistogramSnapshot Snapshot() const;
+
+  // The bucket of `latency` (kLatencyBuckets - 1 for +Inf).
+  static size_t BucketOf(std::chrono::nanoseconds latency);
+
+ private:
+  void Add(std::chrono::nanoseconds latency, uint64_t weight);
+
+  struct alignas(64) Slot {
+    std::array<std::atomic<uint64_t>, kLatencyBuckets> counts{};
+    std::atomic<uint64_t> sum_ns{0};
+    std::atomic<uint64_t> untimed{0};
+  };
   std::array<Slot, internal::kStripes> slots_;
 };
 

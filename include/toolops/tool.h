@@ -41,6 +41,7 @@
 #include "toolops/policy.h"
 #include "toolops/status.h"
 #include "toolops/tool_core.h"
+#include "toolops/tracing.h"
 
 namespace toolops {
 
@@ -273,6 +274,13 @@ class Tool<R(Args...)> {
     // The hit path: a fresh entry ends the call here, before anything else
     // (semantic parts, upstream closure) is built.
     if (Bytes hit; core_->TryFreshHit(ref, &hit)) return Decode(std::move(hit));
+    // For traces that record arguments; rendered only if this call is traced.
+    auto describe = [&] {
+      return internal::DescribeArgs(core_->spec().params, core_->policy().sensitive_params,
+                                    args...);
+    };
+    FunctionRef<std::string()> describe_ref(describe);
+    internal::ScopedArgs scoped_args(&describe_ref);
     if (semantic_) {
       std::string partition = *key_prefix_;
       std::string text;

@@ -43,6 +43,9 @@ struct CallContext {
   // Set when ToolOps stopped waiting for this attempt (it timed out): a tool
   // that checks it can give up early. Never null inside a call.
   const std::atomic<bool>* abandoned = nullptr;
+  // The agent framework's id of this tool call (ScopedCallId in tracing.h),
+  // or empty.
+  std::string_view call_id;
 };
 
 // The context of the wrapped call running on this thread, or null.
@@ -120,6 +123,8 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   void SetStorable(std::function<bool(const Bytes&)> storable);
 
   StatsSnapshot stats() const;
+  // The call latency histogram (see LatencyHistogram for how hits are timed).
+  HistogramSnapshot latency() const;
   // "closed", "open" or "half-open".
   std::string_view breaker_state() const;
   // State changes of the breaker so far.

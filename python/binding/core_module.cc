@@ -23,8 +23,11 @@
 #include <structmember.h>
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <asio/co_spawn.hpp>
@@ -55,11 +58,16 @@
 #include <utility>
 #include <vector>
 
+#include "observe/trace.h"
 #include "store/tag_index.h"
 #include "toolops/args.h"
 #include "toolops/asio.h"
 #include "toolops/config.h"
 #include "toolops/embedder.h"
+#include "toolops/log.h"
+#include "toolops/metrics.h"
+#include "toolops/secrets.h"
+#include "toolops/tracing.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
 #include "toolops/sqlite_store.h"
@@ -659,6 +667,70 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
                   "python exception #" + std::to_string(id) + ": " + text, Guard::kUpstream, hint);
   }
 
+  // The arguments of a call as JSON for a span: {"name": value, ...}, the
+  // values of sensitive and secret-looking parameters masked, other values
+  // as JSON when they are str, bool, int, float or None and as their repr
+  // otherwise (each cut at 1 KiB).
+  std::string DescribeArguments(nb::handle args, nb::handle kwargs) {
+    const std::vector<std::string>& sensitive = core_->policy().sensitive_params;
+    std::string out = "{";
+    size_t n = 0;
+    auto one = [&](std::string_view name, PyObject* value) {
+      if (n++ > 0) out += ", ";
+      internal::AppendJsonString(&out, name);
+      out += ": ";
+      if (internal::MaskedParam(sensitive, name)) {
+        out += "\"***\"";
+      } else if (value == Py_None) {
+        out += "null";
+      } else if (PyBool_Check(value)) {
+        out += value == Py_True ? "true" : "false";
+      } else if (PyUnicode_Check(value)) {
+        Py_ssize_t size = 0;
+        const char* text = PyUnicode_AsUTF8AndSize(value, &size);
+        if (text == nullptr) {
+          PyErr_Clear();
+          out += "\"<not UTF-8>\"";
+        } else {
+          internal::AppendJsonString(&out, std::string_view(text, std::min<Py_ssize_t>(size, 1024)));
+        }
+      } else {
+        PyObject* repr = PyObject_Repr(value);
+        const char* text = repr != nullptr ? PyUnicode_AsUTF8(repr) : nullptr;
+        if (text == nullptr) {
+          PyErr_Clear();
+          out += "\"<no repr>\"";
+        } else if ((PyLong_Check(value) || PyFloat_Check(value)) &&
+                   std::isfinite(PyFloat_Check(value) ? PyFloat_AS_DOUBLE(value) : 0.0)) {
+          out += text;
+        } else {
+          internal::AppendJsonString(&out, std::string_view(text).substr(0, 1024));
+        }
+        Py_XDECREF(repr);
+      }
+    };
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args.ptr());
+    for (Py_ssize_t i = static_cast<Py_ssize_t>(skip_first_); i < nargs; ++i) {
+      size_t index = static_cast<size_t>(i) - skip_first_;
+      std::string name = index < params_.size() ? params_[index].name : "arg" + std::to_string(index);
+      one(name, PyTuple_GET_ITEM(args.ptr(), i));
+    }
+    if (kwargs.is_valid() && !kwargs.is_none()) {
+      PyObject *k, *v;
+      Py_ssize_t pos = 0;
+      while (PyDict_Next(kwargs.ptr(), &pos, &k, &v)) {
+        const char* name = PyUnicode_AsUTF8(k);
+        if (name == nullptr) {
+          PyErr_Clear();
+          continue;
+        }
+        one(name, v);
+      }
+    }
+    out += "}";
+    return out;
+  }
+
   // The blocking form: the whole call on this thread.
   nb::object CallSync(nb::args args, nb::kwargs kwargs) {
     return CallView(ArgView::Of(args, kwargs));
@@ -676,6 +748,14 @@ class PyTool : public std::enable_shared_from_this<PyTool> {
       if (Bytes hit; core_->TryFreshHit(ref, &hit)) return Decode(hit);
     }
     auto [args, kwargs] = view.ToTupleAndDict();
+    // For traces that record arguments; run only if this call is traced
+    // (on this thread, which then takes the GIL back for it).
+    auto describe = [&, &args = args, &kwargs = kwargs]() -> std::string {
+      nb::gil_scoped_acquire gil;
+      return DescribeArguments(args, kwargs);
+    };
+    FunctionRef<std::string()> describe_ref(describe);
+    internal::ScopedArgs scoped_args(&describe_ref);
     auto call = std::make_shared<Call>(PyRef(fn_), PyRef(args), PyRef(kwargs));
     std::shared_ptr<PyTool> self = shared_from_this();
     auto make_upstream = [&]() -> Upstream {
@@ -974,6 +1054,7 @@ ToolPolicy PolicyFromDict(const nb::dict& d) {
     else if (key == "scope_param") p.scope_param = nb::cast<std::string>(v);
     else if (key == "sensitive_params") p.sensitive_params = Strings(v);
     else if (key == "cost_per_call") p.cost_per_call = nb::cast<double>(v);
+    else if (key == "telemetry") p.telemetry = nb::cast<bool>(v);
     else if (key == "cache.enabled") p.cache.enabled = nb::cast<bool>(v);
     else if (key == "cache.ttl") p.cache.ttl = Seconds(v);
     else if (key == "cache.stale_while_revalidate") p.cache.stale_while_revalidate = Seconds(v);
@@ -1427,7 +1508,150 @@ NB_MODULE(_core, m) {
   m.def("shutdown", [] {
     nb::gil_scoped_release release;
     AsyncRunner::Get().Stop();
+    ShutdownTracing();
   });
+
+  // Telemetry (metrics.h, tracing.h, log.h); the facade is toolops.telemetry.
+  m.def("metrics", [] {
+    std::vector<ToolMetrics> all;
+    {
+      nb::gil_scoped_release release;
+      all = CollectToolMetrics();
+    }
+    nb::list out;
+    for (const ToolMetrics& t : all) {
+      nb::dict d;
+      d["tool"] = t.tool;
+      nb::dict counters;
+      for (size_t i = 0; i < kNumCounters; ++i) {
+        counters[std::string(CounterName(static_cast<Counter>(i))).c_str()] = t.counters.values[i];
+      }
+      d["counters"] = counters;
+      d["upstream_calls"] = t.upstream_calls;
+      d["calls_saved"] = t.counters.saved();
+      d["cost_per_call"] = t.cost_per_call;
+      d["money_saved"] = t.money_saved;
+      d["breaker_state"] = t.breaker_state_name;
+      d["breaker_transitions"] = t.breaker_transitions;
+      d["instances"] = t.instances;
+      nb::list bounds, counts;
+      for (double b : kLatencyBucketBounds) bounds.append(b);
+      for (uint64_t c : t.latency.counts) counts.append(c);
+      nb::dict latency;
+      latency["bounds"] = bounds;
+      latency["counts"] = counts;
+      latency["count"] = t.latency.count;
+      latency["sum"] = t.latency.sum_seconds;
+      latency["pending_hits"] = t.latency.pending_hits;
+      d["latency"] = latency;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def("prometheus_text", [] {
+    nb::gil_scoped_release release;
+    return PrometheusText();
+  });
+  nb::class_<MetricsServer>(m, "MetricsServer")
+      .def_prop_ro("port", &MetricsServer::port)
+      .def_prop_ro("host", &MetricsServer::host)
+      .def_prop_ro("requests", &MetricsServer::requests);
+  m.def("start_metrics_server", [](const std::string& host, uint16_t port) {
+    Result<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(host, port);
+    if (!server.ok()) throw nb::value_error(std::string(server.status().message()).c_str());
+    return std::move(server).value();
+  });
+  m.def("configure_tracing", [](const nb::dict& d) {
+    TracingOptions o;
+    for (auto [k, v] : d) {
+      std::string key = nb::cast<std::string>(k);
+      if (key == "enabled") o.enabled = nb::cast<bool>(v);
+      else if (key == "endpoint") o.endpoint = nb::cast<std::string>(v);
+      else if (key == "headers") o.headers = nb::cast<std::vector<std::pair<std::string, std::string>>>(v);
+      else if (key == "timeout") o.timeout = Seconds(v);
+      else if (key == "service_name") o.service_name = nb::cast<std::string>(v);
+      else if (key == "resource_attributes")
+        o.resource_attributes = nb::cast<std::vector<std::pair<std::string, std::string>>>(v);
+      else if (key == "sampler") {
+        std::string s = nb::cast<std::string>(v);
+        if (s == "always_on") o.sampler = TraceSampler::kAlwaysOn;
+        else if (s == "always_off") o.sampler = TraceSampler::kAlwaysOff;
+        else if (s == "traceidratio") o.sampler = TraceSampler::kTraceIdRatio;
+        else if (s == "parentbased_always_on") o.sampler = TraceSampler::kParentBasedAlwaysOn;
+        else if (s == "parentbased_always_off") o.sampler = TraceSampler::kParentBasedAlwaysOff;
+        else if (s == "parentbased_traceidratio") o.sampler = TraceSampler::kParentBasedTraceIdRatio;
+        else throw nb::value_error(("sampler is '" + s + "'; expected always_on, always_off, "
+                                    "traceidratio or parentbased_<one of them>").c_str());
+      }
+      else if (key == "ratio") o.ratio = nb::cast<double>(v);
+      else if (key == "max_queue_spans") o.max_queue_spans = nb::cast<size_t>(v);
+      else if (key == "max_batch_spans") o.max_batch_spans = nb::cast<size_t>(v);
+      else if (key == "schedule_delay") o.schedule_delay = Seconds(v);
+      else if (key == "record_arguments") o.record_arguments = nb::cast<bool>(v);
+      else throw nb::value_error(("unknown tracing option '" + key + "'").c_str());
+    }
+    Status s;
+    {
+      nb::gil_scoped_release release;
+      s = ConfigureTracing(o);
+    }
+    if (!s.ok()) throw nb::value_error(std::string(s.message()).c_str());
+  });
+  m.def("configure_tracing_from_env", [] {
+    Status s;
+    {
+      nb::gil_scoped_release release;
+      s = ConfigureTracingFromEnv();
+    }
+    if (!s.ok()) throw nb::value_error(std::string(s.message()).c_str());
+  });
+  m.def("flush_tracing", [](double timeout) {
+    nb::gil_scoped_release release;
+    return FlushTracing(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(timeout)));
+  });
+  m.def("tracing_stats", [] {
+    TracingStats t = GetTracingStats();
+    nb::dict d;
+    d["spans_started"] = t.spans_started;
+    d["spans_exported"] = t.spans_exported;
+    d["spans_dropped"] = t.spans_dropped;
+    d["export_failures"] = t.export_failures;
+    return d;
+  });
+  m.def("configure_logging", [](const std::string& format, const std::string& level) {
+    Result<LogLevel> parsed = ParseLogLevel(level);
+    if (!parsed.ok()) throw nb::value_error(std::string(parsed.status().message()).c_str());
+    if (format == "json") {
+      SetLogSink(JsonLogSink(stderr));
+    } else if (format == "text") {
+      SetLogSink(nullptr);
+    } else {
+      throw nb::value_error(("log format is '" + format + "'; use json or text").c_str());
+    }
+    SetLogLevel(parsed.value());
+  });
+  m.def("log", [](const std::string& level, const std::string& event, const std::string& message,
+                  const std::string& tool) {
+    Result<LogLevel> parsed = ParseLogLevel(level);
+    if (!parsed.ok()) throw nb::value_error(std::string(parsed.status().message()).c_str());
+    Log(parsed.value(), event, message, LogFields{tool, {}});
+  });
+  // The tool-call id of the next call on this thread (blocking tools); the
+  // previous one is returned so that the facade can restore it.
+  m.def("set_call_id", [](std::optional<std::string> id) -> std::optional<std::string> {
+    thread_local std::string storage;
+    std::optional<std::string> previous;
+    if (internal::current_call_id == &storage) previous = storage;
+    if (id) {
+      storage = std::move(*id);
+      internal::current_call_id = &storage;
+    } else {
+      internal::current_call_id = nullptr;
+    }
+    return previous;
+  });
+  m.def("looks_like_secret_name", [](const std::string& name) { return LooksLikeSecretName(name); });
+  m.def("mask_secrets", [](const std::string& text) { return MaskSecretsInText(text); });
   m.attr("STATUS_CODES") = [] {
     nb::dict d;
     for (int c = 0; c <= static_cast<int>(StatusCode::kUnauthenticated); ++c) {

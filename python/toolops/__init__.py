@@ -48,6 +48,16 @@ from .errors import (  # noqa: E402
     UpstreamError,
 )
 from .manager import cache_manager  # noqa: E402
+from .telemetry import (  # noqa: E402
+    configure_logging,
+    configure_tracing,
+    flush_tracing,
+    metrics,
+    prometheus_text,
+    serve_metrics,
+    tool_call_id,
+    tracing_stats,
+)
 
 __version__ = "0.1.0"
 
@@ -60,5 +70,6 @@ __all__ = [
     "SemanticCache", "JsonCodec", "PydanticCodec", "DataclassCodec",
     "ToolOpsError", "PolicyError", "CircuitOpenError", "ConcurrencyLimitError",
     "RetryBudgetExhausted", "ToolTimeout", "UpstreamError", "StoreError", "CodecError",
-    "RetryableError", "__version__",
+    "RetryableError", "metrics", "prometheus_text", "serve_metrics", "configure_tracing",
+    "flush_tracing", "tracing_stats", "configure_logging", "tool_call_id", "__version__",
 ]

@@ -80,6 +80,7 @@ CallEngine::CallEngine(ToolSpec spec, ToolPolicy policy, Environment env,
                        : nullptr),
       caching_(store_ != nullptr),
       coalescing_(policy_.kind == ToolKind::kReadonly && policy_.coalesce.enabled),
+      telemetry_(policy_.telemetry),
       key_prefix_(KeyPrefix(spec_, policy_)),
       stale_window_(std::max(policy_.cache.stale_while_revalidate, policy_.cache.stale_if_error)),
       flights_(std::max<size_t>(policy_.coalesce.max_flights, 1)),
@@ -152,24 +153,150 @@ CallEngine::Lookup CallEngine::LookupKey(const KeyRef& key) {
   return out;
 }
 
-bool CallEngine::TryFreshHit(const KeyRef& key, Bytes* out) {
-  if (!caching_ || !store_->GetFresh(key, env_.clock->NowCoarse(), out)) return false;
+bool CallEngine::TryLocalHit(const KeyRef& key, Bytes* out) {
+  if (!caching_) return false;
+  if (telemetry_ && internal::HitNeedsSlowPath()) [[unlikely]] {
+    return SampledHit(key, out, true);
+  }
+  TimePoint now = env_.clock->NowCoarse();
+  if (!store_->GetFresh(key, now, out)) {
+    std::optional<StoredValue> entry = store_->Get(key, now);
+    if (!entry || now >= entry->fresh_until) {
+      NoteUntracedMiss();
+      return false;
+    }
+    *out = std::move(entry->value);
+  }
   stats_.Add(Counter::kFreshHit);
+  if (telemetry_) latency_.AddUntimedHit();
   return true;
 }
 
-bool CallEngine::TryLocalHit(const KeyRef& key, Bytes* out) {
-  if (!caching_) return false;
-  TimePoint now = env_.clock->NowCoarse();
-  if (store_->GetFresh(key, now, out)) {
-    stats_.Add(Counter::kFreshHit);
-    return true;
+bool CallEngine::SampledHit(const KeyRef& key, Bytes* out, bool full_read) {
+  internal::HitDecision decision = internal::DecideHit();
+  internal::Span span;
+  TimePoint start;
+  if (decision.traced) {
+    span.Start("execute_tool " + spec_.name, internal::current_parent);
   }
-  std::optional<StoredValue> entry = store_->Get(key, now);
-  if (!entry || now >= entry->fresh_until) return false;
+  if (decision.timed || decision.traced) start = env_.clock->Now();
+  TimePoint now = env_.clock->NowCoarse();
+  bool hit = store_->GetFresh(key, now, out);
+  if (!hit && full_read) {
+    std::optional<StoredValue> entry = store_->Get(key, now);
+    if (entry && now < entry->fresh_until) {
+      *out = std::move(entry->value);
+      hit = true;
+    }
+  }
+  if (!hit) {
+    // The full call that follows honours this decision rather than drawing
+    // again; its own span replaces this one.
+    span.Discard();
+    internal::call_sampling.decided_for = this;
+    internal::call_sampling.decided_traced = decision.traced;
+    return false;
+  }
   stats_.Add(Counter::kFreshHit);
-  *out = std::move(entry->value);
+  if (decision.timed || decision.traced) {
+    latency_.RecordHit(env_.clock->Now() - start);
+  } else {
+    latency_.AddUntimedHit();
+  }
+  if (span.active()) {
+    if (internal::current_call_id != nullptr) {
+      span.Set("gen_ai.tool.call.id", *internal::current_call_id);
+    }
+    if (internal::RecordArguments() && internal::current_args != nullptr) {
+      span.Set("gen_ai.tool.call.arguments", (*internal::current_args)());
+    }
+    AnnotateCallSpan(span, Counter::kFreshHit, false, 0, Result<Bytes>(*out));
+  }
   return true;
+}
+
+CallEngine::CallRecord CallEngine::BeginCall() {
+  CallRecord record;
+  if (telemetry_) record.start = env_.clock->Now();
+  if (telemetry_ && internal::DecideTraced(this)) {
+    record.span.Start("execute_tool " + spec_.name, internal::current_parent);
+    if (internal::RecordArguments() && internal::current_args != nullptr) {
+      record.span.Set("gen_ai.tool.call.arguments", (*internal::current_args)());
+    }
+    record.attempts.parent = record.span.context();
+  }
+  // Consumed: a tool this call calls in turn is not given them.
+  internal::current_args = nullptr;
+  if (internal::current_call_id != nullptr) {
+    record.attempts.call_id = *internal::current_call_id;
+    internal::current_call_id = nullptr;
+    record.span.Set("gen_ai.tool.call.id", record.attempts.call_id);
+  }
+  return record;
+}
+
+Result<Bytes> CallEngine::EndCall(CallRecord& record, Result<Bytes> result, Counter outcome) {
+  if (!telemetry_) return result;
+  Duration latency = env_.clock->Now() - record.start;
+  if (outcome == Counter::kFreshHit) {
+    latency_.RecordHit(latency);
+  } else {
+    latency_.Record(latency);
+  }
+  if (record.span.active()) {
+    AnnotateCallSpan(record.span, outcome, record.followed || outcome == Counter::kCoalesced,
+                     record.attempts.attempts, result);
+  }
+  return result;
+}
+
+void CallEngine::AnnotateCallSpan(internal::Span& span, Counter outcome, bool coalesced,
+                                  int attempts, const Result<Bytes>& result) const {
+  span.Set("gen_ai.operation.name", "execute_tool");
+  span.Set("gen_ai.tool.name", spec_.name);
+  std::string_view cache = "miss";
+  if (!caching_) {
+    cache = "disabled";
+  } else if (outcome == Counter::kFreshHit) {
+    cache = "fresh";
+  } else if (outcome == Counter::kSemanticHit) {
+    cache = "semantic";
+  } else if (outcome == Counter::kStaleHit) {
+    cache = "stale";
+  } else if (outcome == Counter::kStaleIfError) {
+    cache = "stale_if_error";
+  }
+  span.Set("toolops.cache.result", std::string(cache));
+  span.Set("toolops.coalesced", coalesced);
+  span.Set("toolops.attempts", static_cast<int64_t>(attempts));
+  span.Set("toolops.breaker.state", std::string(BreakerStateName(breaker_.state())));
+  span.Set("toolops.outcome", std::string(CounterName(outcome)));
+  if (!result.ok()) {
+    span.SetError(StatusCodeName(result.status().code()), result.status().ToString());
+    span.Set("toolops.error.guard", std::string(GuardName(result.status().guard())));
+  } else if (internal::RecordArguments()) {
+    span.Set("gen_ai.tool.call.result", internal::DescribeResult(result.value()));
+  }
+  span.End();
+}
+
+internal::Span CallEngine::BeginAttemptSpan(AttemptTrace* trace, int attempt) const {
+  internal::Span span;
+  if (trace == nullptr) return span;
+  ++trace->attempts;
+  if (!trace->parent) return span;
+  span.Start("upstream_attempt " + spec_.name, &*trace->parent);
+  span.Set("gen_ai.tool.name", spec_.name);
+  span.Set("toolops.attempt", static_cast<int64_t>(attempt));
+  return span;
+}
+
+void CallEngine::EndAttemptSpan(internal::Span& span, const Result<Bytes>& result) {
+  if (!span.active()) return;
+  if (!result.ok()) {
+    span.SetError(StatusCodeName(result.status().code()), result.status().ToString());
+  }
+  span.End();
 }
 
 std::optional<Bytes> CallEngine::Recheck(const KeyRef& key) {
@@ -455,13 +582,17 @@ std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {
 }
 
 Result<Bytes> CallEngine::Finish(Result<Bytes> result, Counter outcome,
-                                 std::optional<StoredValue> stale) {
+                                 std::optional<StoredValue> stale, Counter* final_outcome) {
+  Counter ignored;
+  if (final_outcome == nullptr) final_outcome = &ignored;
+  *final_outcome = outcome;
   if (result.ok()) {
     stats_.Add(outcome);
     return result;
   }
   if (stale && env_.clock->Now() < stale->fresh_until + policy_.cache.stale_if_error) {
     stats_.Add(Counter::kStaleIfError);
+    *final_outcome = Counter::kStaleIfError;
     return std::move(stale->value);
   }
   std::shared_ptr<const BytesFallback> fallback;
@@ -473,6 +604,7 @@ Result<Bytes> CallEngine::Finish(Result<Bytes> result, Counter outcome,
     Result<Bytes> answer = (*fallback)(result.status());
     if (answer.ok()) {
       stats_.Add(Counter::kFallback);
+      *final_outcome = Counter::kFallback;
       return answer;
     }
   }

@@ -30,12 +30,22 @@
 #include "engine/limiter.h"
 #include "engine/retry.h"
 #include "engine/retry_budget.h"
+#include "observe/trace.h"
 #include "semantic/guard.h"
 #include "semantic/vector_index.h"
 #include "toolops/embedder.h"
 #include "toolops/tool_core.h"
 
 namespace toolops {
+
+// What the upstream attempts of one call need of its telemetry: the parent
+// of their spans (set when the call is traced), the caller's call id, and
+// the count of attempts made.
+struct AttemptTrace {
+  std::optional<SpanContext> parent;
+  std::string call_id;
+  int attempts = 0;
+};
 
 class CallEngine {
  public:
@@ -54,8 +64,23 @@ class CallEngine {
   // Looks the key up. Counts fresh and stale hits (each is the call's outcome).
   Lookup LookupKey(const KeyRef& key);
 
-  // A fresh hit, counted; nullopt (nothing counted) otherwise.
-  bool TryFreshHit(const KeyRef& key, Bytes* out);
+  // A fresh hit, counted; nullopt (nothing counted) otherwise. One hit in
+  // LatencyHistogram::kHitTimingPeriod per thread is timed, and a hit whose
+  // call is sampled for tracing records its span; both leave the lock-free
+  // lane for SampledHit.
+  bool TryFreshHit(const KeyRef& key, Bytes* out) {
+    if (!caching_) return false;
+    if (telemetry_ && internal::HitNeedsSlowPath()) [[unlikely]] {
+      return SampledHit(key, out, false);
+    }
+    if (!store_->GetFresh(key, env_.clock->NowCoarse(), out)) {
+      NoteUntracedMiss();
+      return false;
+    }
+    stats_.Add(Counter::kFreshHit);
+    if (telemetry_) latency_.AddUntimedHit();
+    return true;
+  }
   // TryFreshHit, then a full read of the local store: a fresh entry there is
   // a hit too (counted). Anything else counts nothing.
   bool TryLocalHit(const KeyRef& key, Bytes* out);
@@ -148,8 +173,32 @@ class CallEngine {
   FlightCoordinator* coordinator() const { return coordinator_; }
 
   // Ends a call: applies stale-if-error and the fallback to a failure, and
-  // adds the call's one outcome counter.
-  Result<Bytes> Finish(Result<Bytes> result, Counter outcome, std::optional<StoredValue> stale);
+  // adds the call's one outcome counter (also stored in *final_outcome).
+  Result<Bytes> Finish(Result<Bytes> result, Counter outcome, std::optional<StoredValue> stale,
+                       Counter* final_outcome = nullptr);
+
+  // The telemetry of one call on the full path: its start (for the latency
+  // histogram), its span when sampled, and what its attempts need.
+  struct CallRecord {
+    TimePoint start;
+    internal::Span span;
+    AttemptTrace attempts;
+    // The call waited for a flight (in this process or another).
+    bool followed = false;
+  };
+  // Starts the record of a call beginning now on this thread: takes the
+  // sampling decision (the hit path's, if it took one for this call) and the
+  // caller's call id.
+  CallRecord BeginCall();
+  // Records the latency and ends the span of a call whose final outcome is
+  // `outcome`; returns `result`.
+  Result<Bytes> EndCall(CallRecord& record, Result<Bytes> result, Counter outcome);
+  // Starts the span of one upstream attempt of a traced call (inactive
+  // otherwise) and counts the attempt.
+  internal::Span BeginAttemptSpan(AttemptTrace* trace, int attempt) const;
+  static void EndAttemptSpan(internal::Span& span, const Result<Bytes>& result);
+
+  LatencyHistogram& latency() { return latency_; }
 
   const ToolSpec& spec() const { return spec_; }
   const ToolPolicy& policy() const { return policy_; }
@@ -182,6 +231,16 @@ class CallEngine {
 
  private:
   bool CountsAsFailure(StatusCode code) const;
+  // The hit path after HitNeedsSlowPath: timing, tracing, then the lookup.
+  bool SampledHit(const KeyRef& key, Bytes* out, bool full_read);
+  // Sets the attributes every call span carries at its end.
+  void AnnotateCallSpan(internal::Span& span, Counter outcome, bool coalesced, int attempts,
+                        const Result<Bytes>& result) const;
+  void NoteUntracedMiss() const {
+    if (!telemetry_) return;
+    internal::call_sampling.decided_for = this;
+    internal::call_sampling.decided_traced = false;
+  }
 
   const ToolSpec spec_;
   const ToolPolicy policy_;
@@ -191,6 +250,7 @@ class CallEngine {
   FlightCoordinator* const coordinator_;
   const bool caching_;
   const bool coalescing_;
+  const bool telemetry_;  // policy_.telemetry
   const std::string key_prefix_;
   const Duration stale_window_;
 
@@ -199,6 +259,7 @@ class CallEngine {
   ConcurrencyLimiter limiter_;
   RetryBudget budget_;
   ToolStats stats_;
+  LatencyHistogram latency_;
 
   const Embedder* embedder_ = nullptr;
   std::unique_ptr<VectorIndex> index_;

@@ -149,4 +149,51 @@ StatsSnapshot ToolStats::Snapshot() const {
   return out;
 }
 
+HistogramSnapshot& HistogramSnapshot::operator+=(const HistogramSnapshot& other) {
+  for (size_t i = 0; i < kLatencyBuckets; ++i) counts[i] += other.counts[i];
+  count += other.count;
+  sum_seconds += other.sum_seconds;
+  pending_hits += other.pending_hits;
+  return *this;
+}
+
+size_t LatencyHistogram::BucketOf(std::chrono::nanoseconds latency) {
+  double seconds = std::chrono::duration<double>(latency).count();
+  size_t i = 0;
+  while (i < kLatencyBucketBounds.size() && seconds > kLatencyBucketBounds[i]) ++i;
+  return i;
+}
+
+void LatencyHistogram::Add(std::chrono::nanoseconds latency, uint64_t weight) {
+  if (latency.count() < 0) latency = std::chrono::nanoseconds::zero();
+  const internal::StripeLease& lease = internal::CurrentStripe();
+  Slot& slot = slots_[lease.index];
+  internal::AddToStripe(slot.counts[BucketOf(latency)], lease, weight);
+  internal::AddToStripe(slot.sum_ns, lease, static_cast<uint64_t>(latency.count()) * weight);
+}
+
+void LatencyHistogram::RecordHit(std::chrono::nanoseconds latency) {
+  const internal::StripeLease& lease = internal::CurrentStripe();
+  Slot& slot = slots_[lease.index];
+  uint64_t untimed = lease.exclusive ? slot.untimed.load(std::memory_order_relaxed)
+                                     : slot.untimed.exchange(0, std::memory_order_relaxed);
+  if (lease.exclusive) slot.untimed.store(0, std::memory_order_relaxed);
+  Add(latency, untimed + 1);
+}
+
+HistogramSnapshot LatencyHistogram::Snapshot() const {
+  HistogramSnapshot out;
+  uint64_t sum_ns = 0;
+  for (const Slot& slot : slots_) {
+    for (size_t i = 0; i < kLatencyBuckets; ++i) {
+      out.counts[i] += slot.counts[i].load(std::memory_order_relaxed);
+    }
+    sum_ns += slot.sum_ns.load(std::memory_order_relaxed);
+    out.pending_hits += slot.untimed.load(std::memory_order_relaxed);
+  }
+  for (uint64_t c : out.counts) out.count += c;
+  out.sum_seconds = static_cast<double>(sum_ns) * 1e-9;
+  return out;
+}
+
 }  // namespace toolops

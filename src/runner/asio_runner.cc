@@ -105,8 +105,8 @@ struct AttemptBox {
 
 asio::awaitable<void> RunDetachedAttempt(std::shared_ptr<const AsyncUpstream> upstream,
                                          std::string tool, int attempt, TimePoint deadline,
-                                         std::shared_ptr<AttemptBox> box) {
-  CallContext ctx{tool, attempt, deadline, &box->abandoned};
+                                         std::shared_ptr<AttemptBox> box, std::string call_id) {
+  CallContext ctx{tool, attempt, deadline, &box->abandoned, call_id};
   Result<Bytes> result = Status();
   try {
     result = co_await (*upstream)(ctx);
@@ -121,22 +121,27 @@ asio::awaitable<void> RunDetachedAttempt(std::shared_ptr<const AsyncUpstream> up
 
 asio::awaitable<Result<Bytes>> RunOneAttempt(CallEngine& engine,
                                              std::shared_ptr<const AsyncUpstream> upstream,
-                                             int attempt, TimePoint deadline) {
+                                             int attempt, TimePoint deadline, std::string call_id) {
   bool deadline_bound = false;
   Duration limit = engine.AttemptLimit(deadline, &deadline_bound);
   if (limit <= Duration::zero()) co_return engine.DeadlinePassedBeforeAttempt(attempt);
   auto executor = co_await asio::this_coro::executor;
   auto box = std::make_shared<AttemptBox>(executor);
-  asio::co_spawn(executor, RunDetachedAttempt(upstream, engine.spec().name, attempt, deadline, box),
-                 asio::detached);
+  asio::co_spawn(
+      executor,
+      RunDetachedAttempt(upstream, engine.spec().name, attempt, deadline, box, std::move(call_id)),
+      asio::detached);
   if (co_await ReceiveWithin(box->signal, limit)) co_return std::move(*box->result);
   box->abandoned.store(true, std::memory_order_relaxed);
   co_return engine.AttemptTimedOut(attempt, limit, deadline_bound);
 }
 
+// `trace` (null for a background refresh) counts the attempts and parents
+// their spans; it must outlive the coroutine.
 asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
                                            std::shared_ptr<const AsyncUpstream> upstream,
-                                           TimePoint deadline, Counter* outcome) {
+                                           TimePoint deadline, Counter* outcome,
+                                           AttemptTrace* trace) {
   Status last_error;
   for (int attempt = 1;; ++attempt) {
     BreakerPermit permit = engine.Admit();
@@ -150,10 +155,15 @@ asio::awaitable<Result<Bytes>> RunAttempts(CallEngine& engine,
       co_return slot;
     }
     engine.BeginAttempt(attempt);
+    internal::Span span = engine.BeginAttemptSpan(trace, attempt);
     TimePoint started = engine.env().clock->Now();
-    Result<Bytes> result = co_await RunOneAttempt(engine, upstream, attempt, deadline);
+    // A named local: GCC 12 destroys temporaries of a co_await expression twice.
+    std::string call_id = trace != nullptr ? trace->call_id : std::string();
+    Result<Bytes> result =
+        co_await RunOneAttempt(engine, upstream, attempt, deadline, std::move(call_id));
     engine.limiter().Release();
     engine.EndAttempt(permit, result, engine.env().clock->Now() - started);
+    CallEngine::EndAttemptSpan(span, result);
     if (result.ok()) {
       *outcome = Counter::kUpstreamSuccess;
       co_return result;
@@ -198,6 +208,9 @@ asio::awaitable<T> OffLoop(CallEngine& engine, std::function<T()> work) {
 // detached; owns what it uses.
 struct LeadState {
   std::atomic<Counter> outcome{Counter::kUpstreamError};
+  // The leading caller's attempt trace; read by it after the flight ends.
+  AttemptTrace trace;
+  bool followed = false;  // Settled by another process's leader.
 };
 
 // The semantic cache's answer for a leader's question, and the question's
@@ -252,9 +265,11 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
     CallEngine::SharedStart start = co_await OffLoop(engine, std::move(begin));
     if (start.settled) {
       outcome = start.outcome;
+      if (state && outcome == Counter::kCoalesced) state->followed = true;
       result = std::move(*start.settled);
     } else {
-      result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+      result = co_await RunAttempts(engine, upstream, deadline, &outcome,
+                                    state ? &state->trace : nullptr);
       std::function<bool()> end = [core, key_bytes, hash, lease = start.lease, result] {
         EngineOf(*core).EndShared(KeyRef{key_bytes, hash}, lease, result);
         return true;
@@ -262,7 +277,8 @@ asio::awaitable<void> Lead(std::shared_ptr<ToolCore> core, std::string key_bytes
       co_await OffLoop(engine, std::move(end));
     }
   } else {
-    result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+    result =
+        co_await RunAttempts(engine, upstream, deadline, &outcome, state ? &state->trace : nullptr);
     if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));
   }
   if (result.ok() && semantic != nullptr && outcome == Counter::kUpstreamSuccess) {
@@ -279,20 +295,27 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
                                          std::shared_ptr<const AsyncUpstream> upstream,
                                          std::shared_ptr<const AsyncSemanticQuery> semantic) {
   CallEngine& engine = EngineOf(*core);
+  // Taken before the first suspension, on the caller's thread (where the hit
+  // path left its sampling decision and the caller its call id).
+  CallEngine::CallRecord record = engine.BeginCall();
   auto executor = co_await asio::this_coro::executor;
   KeyRef key = KeyRef::Of(key_bytes);
+  Counter final_outcome = Counter::kUpstreamError;
 
   if (key_bytes.empty()) {
     // No usable key: straight upstream, no cache and no coalescing.
     if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
     Counter outcome = Counter::kUpstreamError;
-    Result<Bytes> result =
-        co_await RunAttempts(engine, upstream, engine.DeadlineFromNow(), &outcome);
-    co_return engine.Finish(std::move(result), outcome, std::nullopt);
+    Result<Bytes> result = co_await RunAttempts(engine, upstream, engine.DeadlineFromNow(),
+                                                &outcome, &record.attempts);
+    result = engine.Finish(std::move(result), outcome, std::nullopt, &final_outcome);
+    co_return engine.EndCall(record, std::move(result), final_outcome);
   }
 
   CallEngine::Lookup found = engine.LookupKey(key);
-  if (found.kind == CallEngine::LookupKind::kFresh) co_return std::move(found.value);
+  if (found.kind == CallEngine::LookupKind::kFresh) {
+    co_return engine.EndCall(record, std::move(found.value), Counter::kFreshHit);
+  }
   if (found.kind == CallEngine::LookupKind::kRevalidate) {
     FlightTable::Joined joined = engine.flights().JoinOrLead(key);
     if (joined.flight != nullptr && joined.leader) {
@@ -302,7 +325,7 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
                           joined.flight, nullptr, nullptr),
                      asio::detached);
     }
-    co_return std::move(found.value);
+    co_return engine.EndCall(record, std::move(found.value), Counter::kStaleHit);
   }
 
   TimePoint deadline = engine.DeadlineFromNow();
@@ -315,14 +338,17 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   }
   if (joined.flight == nullptr) {
     // Not coalesced: this caller does the work itself.
-    result = co_await RunAttempts(engine, upstream, deadline, &outcome);
+    result = co_await RunAttempts(engine, upstream, deadline, &outcome, &record.attempts);
     if (result.ok()) engine.StoreLocal(key, engine.EntryFor(result.value()));
-    co_return engine.Finish(std::move(result), outcome, std::move(found.stale));
+    result = engine.Finish(std::move(result), outcome, std::move(found.stale), &final_outcome);
+    co_return engine.EndCall(record, std::move(result), final_outcome);
   }
 
   std::shared_ptr<LeadState> lead;
   if (joined.leader) {
     lead = std::make_shared<LeadState>();
+    lead->trace.parent = record.attempts.parent;
+    lead->trace.call_id = record.attempts.call_id;
     asio::co_spawn(executor,
                    Lead(core, key_bytes, key.hash, upstream, deadline, joined.flight, lead,
                         std::move(semantic)),
@@ -333,17 +359,22 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
   engine.flights().AddWaiter();
   std::optional<Result<Bytes>> shared = co_await AwaitFlight(joined.flight, wait);
   engine.flights().RemoveWaiter();
+  if (!lead) record.followed = true;
   if (!shared) {
     result = engine.DeadlinePassedWhileWaiting();
   } else {
     result = std::move(*shared);
     if (lead) {
       outcome = lead->outcome.load(std::memory_order_acquire);
+      // Written by the leader before it finished the flight.
+      record.attempts.attempts = lead->trace.attempts;
+      record.followed = lead->followed;
     } else {
       outcome = result.ok() ? Counter::kCoalesced : Counter::kUpstreamError;
     }
   }
-  co_return engine.Finish(std::move(result), outcome, std::move(found.stale));
+  result = engine.Finish(std::move(result), outcome, std::move(found.stale), &final_outcome);
+  co_return engine.EndCall(record, std::move(result), final_outcome);
 }
 
 }  // namespace toolops

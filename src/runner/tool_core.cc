@@ -13,6 +13,7 @@
 #include <string>
 
 #include "engine/call_engine.h"
+#include "observe/registry.h"
 
 namespace toolops {
 namespace {
@@ -34,8 +35,11 @@ struct TimedAttempt {
   std::atomic<bool> abandoned{false};
 };
 
+// `span` (null when not traced) becomes the parent of the calls the tool
+// makes to other wrapped tools while the attempt runs.
 Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upstream>& upstream,
-                            int attempt, TimePoint deadline) {
+                            int attempt, TimePoint deadline, std::string_view call_id,
+                            const SpanContext* span) {
   bool deadline_bound = false;
   Duration limit = engine.AttemptLimit(deadline, &deadline_bound);
   if (limit <= Duration::zero()) return engine.DeadlinePassedBeforeAttempt(attempt);
@@ -43,15 +47,20 @@ Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upst
   // No time limit: the attempt runs on the caller's thread.
   if (limit == Duration::max()) {
     std::atomic<bool> abandoned{false};
-    CallContext ctx{engine.spec().name, attempt, deadline, &abandoned};
+    CallContext ctx{engine.spec().name, attempt, deadline, &abandoned, call_id};
+    internal::ScopedCurrentSpan current(span);
     return InvokeUpstream(*upstream, ctx);
   }
 
   // Timed: run on the executor and wait at most `limit` of real time. An
   // abandoned attempt finishes in the background and its result is dropped.
   auto timed = std::make_shared<TimedAttempt>();
-  engine.env().executor->Submit([timed, upstream, tool = engine.spec().name, attempt, deadline] {
-    CallContext ctx{tool, attempt, deadline, &timed->abandoned};
+  std::optional<SpanContext> parent;
+  if (span != nullptr) parent = *span;
+  engine.env().executor->Submit([timed, upstream, tool = engine.spec().name, attempt, deadline,
+                                 id = std::string(call_id), parent] {
+    CallContext ctx{tool, attempt, deadline, &timed->abandoned, id};
+    internal::ScopedCurrentSpan current(parent ? &*parent : nullptr);
     Result<Bytes> r = InvokeUpstream(*upstream, ctx);
     std::lock_guard<std::mutex> lock(timed->mu);
     timed->result.emplace(std::move(r));
@@ -66,8 +75,10 @@ Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upst
 }
 
 // All attempts of one upstream call: admission, attempt, retry decision.
+// `trace` (null for a background refresh) counts the attempts and parents
+// their spans.
 Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoint deadline,
-                          Counter* outcome) {
+                          Counter* outcome, AttemptTrace* trace) {
   auto shared_upstream = std::make_shared<const Upstream>(upstream);
   Status last_error;
   for (int attempt = 1;; ++attempt) {
@@ -84,10 +95,16 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
       return slot;
     }
     engine.BeginAttempt(attempt);
+    internal::Span span = engine.BeginAttemptSpan(trace, attempt);
+    SpanContext span_context = span.context();
     TimePoint started = engine.env().clock->Now();
-    Result<Bytes> result = RunOneAttempt(engine, shared_upstream, attempt, deadline);
+    Result<Bytes> result =
+        RunOneAttempt(engine, shared_upstream, attempt, deadline,
+                      trace != nullptr ? std::string_view(trace->call_id) : std::string_view(),
+                      span.active() ? &span_context : nullptr);
     engine.limiter().Release();
     engine.EndAttempt(permit, result, engine.env().clock->Now() - started);
+    CallEngine::EndAttemptSpan(span, result);
     if (result.ok()) {
       *outcome = Counter::kUpstreamSuccess;
       return result;
@@ -107,13 +124,14 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
 // the key's lease across processes: follow another process's leader, or
 // lead for all of them.
 Result<Bytes> LeadShared(CallEngine& engine, const KeyRef& key, const Upstream& upstream,
-                         TimePoint deadline, Counter* outcome) {
+                         TimePoint deadline, Counter* outcome, CallEngine::CallRecord& record) {
   CallEngine::SharedStart start = engine.BeginShared(key, deadline);
   if (start.settled) {
     *outcome = start.outcome;
+    if (start.outcome == Counter::kCoalesced) record.followed = true;
     return std::move(*start.settled);
   }
-  Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome);
+  Result<Bytes> result = RunAttempts(engine, upstream, deadline, outcome, &record.attempts);
   engine.EndShared(key, start.lease, result);
   return result;
 }
@@ -122,7 +140,8 @@ Result<Bytes> LeadShared(CallEngine& engine, const KeyRef& key, const Upstream& 
 // semantic cache if any, then the shared tier if any, then the attempts,
 // then the result stored.
 Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const SemanticQuery* semantic,
-                   const Upstream& upstream, TimePoint deadline, Counter* outcome) {
+                   const Upstream& upstream, TimePoint deadline, Counter* outcome,
+                   CallEngine::CallRecord& record) {
   if (std::optional<Bytes> stored = engine.Recheck(key)) {
     *outcome = Counter::kFreshHit;
     return std::move(*stored);
@@ -139,9 +158,9 @@ Result<Bytes> Lead(CallEngine& engine, const KeyRef& key, const SemanticQuery* s
   }
   Result<Bytes> result = Status();
   if (engine.shared_store() != nullptr) {
-    result = LeadShared(engine, key, upstream, deadline, outcome);
+    result = LeadShared(engine, key, upstream, deadline, outcome, record);
   } else {
-    result = RunAttempts(engine, upstream, deadline, outcome);
+    result = RunAttempts(engine, upstream, deadline, outcome, &record.attempts);
     if (result.ok()) engine.StoreResult(key, result.value());
   }
   if (result.ok() && semantic != nullptr && *outcome == Counter::kUpstreamSuccess) {
@@ -164,7 +183,8 @@ void StartRefresh(ToolCore& core, const KeyRef& key, Upstream upstream) {
     CallEngine& engine = EngineOf(*core);
     KeyRef key{owned_key, hash};
     Counter ignored;
-    Result<Bytes> result = RunAttempts(engine, upstream, engine.DeadlineFromNow(), &ignored);
+    Result<Bytes> result =
+        RunAttempts(engine, upstream, engine.DeadlineFromNow(), &ignored, nullptr);
     if (result.ok()) engine.StoreResult(key, result.value());
     engine.flights().Finish(key, flight, std::move(result));
   });
@@ -183,13 +203,16 @@ bool ToolCore::semantic() const { return engine_->semantic(); }
 Result<Bytes> ToolCore::Call(const KeyRef& key, const SemanticQuery* semantic,
                              FunctionRef<Upstream()> make_upstream) {
   CallEngine& engine = *engine_;
+  CallEngine::CallRecord record = engine.BeginCall();
 
   // Lookup: a fresh hit ends here.
   CallEngine::Lookup found = engine.LookupKey(key);
-  if (found.kind == CallEngine::LookupKind::kFresh) return std::move(found.value);
+  if (found.kind == CallEngine::LookupKind::kFresh) {
+    return engine.EndCall(record, std::move(found.value), Counter::kFreshHit);
+  }
   if (found.kind == CallEngine::LookupKind::kRevalidate) {
     StartRefresh(*this, key, make_upstream());
-    return std::move(found.value);
+    return engine.EndCall(record, std::move(found.value), Counter::kStaleHit);
   }
 
   // Miss: lead the key's flight or wait for it.
@@ -203,6 +226,7 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, const SemanticQuery* semantic,
     if (joined.flight == nullptr) engine.stats().Add(Counter::kFlightOverflow);
   }
   if (joined.flight != nullptr && !joined.leader) {
+    record.followed = true;
     Duration wait =
         deadline == TimePoint::max() ? Duration::max() : deadline - engine.env().clock->Now();
     std::optional<Result<Bytes>> shared;
@@ -219,18 +243,24 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, const SemanticQuery* semantic,
       result = engine.DeadlinePassedWhileWaiting();
     }
   } else {
-    result = Lead(engine, key, semantic, upstream, deadline, &outcome);
+    result = Lead(engine, key, semantic, upstream, deadline, &outcome, record);
     if (joined.flight != nullptr) engine.flights().Finish(key, joined.flight, result);
   }
-  return engine.Finish(std::move(result), outcome, std::move(found.stale));
+  Counter final_outcome;
+  result = engine.Finish(std::move(result), outcome, std::move(found.stale), &final_outcome);
+  return engine.EndCall(record, std::move(result), final_outcome);
 }
 
 Result<Bytes> ToolCore::CallWithoutKey(FunctionRef<Upstream()> make_upstream) {
   CallEngine& engine = *engine_;
+  CallEngine::CallRecord record = engine.BeginCall();
   if (engine.keyed()) engine.stats().Add(Counter::kNotCached);
   Counter outcome = Counter::kUpstreamError;
-  Result<Bytes> result = RunAttempts(engine, make_upstream(), engine.DeadlineFromNow(), &outcome);
-  return engine.Finish(std::move(result), outcome, std::nullopt);
+  Result<Bytes> result =
+      RunAttempts(engine, make_upstream(), engine.DeadlineFromNow(), &outcome, &record.attempts);
+  Counter final_outcome;
+  result = engine.Finish(std::move(result), outcome, std::nullopt, &final_outcome);
+  return engine.EndCall(record, std::move(result), final_outcome);
 }
 
 Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy policy,
@@ -288,13 +318,17 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
     }
     engine->EnableSemantic(embedder);
   }
-  return std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
+  internal::EnsureTracingFromEnv();
+  auto core = std::shared_ptr<ToolCore>(new ToolCore(std::move(engine)));
+  internal::RegisterTool(core);
+  return core;
 }
 
 ToolCore::ToolCore(std::unique_ptr<CallEngine> engine) : engine_(std::move(engine)) {}
-ToolCore::~ToolCore() = default;
+ToolCore::~ToolCore() { internal::UnregisterTool(this); }
 
 bool ToolCore::TryFreshHit(const KeyRef& key, Bytes* out) { return engine_->TryFreshHit(key, out); }
+HistogramSnapshot ToolCore::latency() const { return engine_->latency().Snapshot(); }
 
 const ToolSpec& ToolCore::spec() const { return engine_->spec(); }
 const ToolPolicy& ToolCore::policy() const { return engine_->policy(); }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "toolops/config.h"
+#include "toolops/secrets.h"
 #include "toolops/tool.h"
 
 namespace toolops::internal {
@@ -29,7 +30,10 @@ Result<std::vector<ParamRole>> ParamRoles(const ToolSpec& spec, const ToolPolicy
     if (name == policy.scope_param) {
       roles[i] = ParamRole::kScope;
     } else if (named(policy.sensitive_params) ||
-               (!policy.cache.key_params.empty() && !named(policy.cache.key_params))) {
+               (!policy.cache.key_params.empty() && !named(policy.cache.key_params)) ||
+               (policy.cache.key_params.empty() && LooksLikeSecretName(name))) {
+      // A secret-looking name (api_key, token, ...) is left out of the key
+      // like a declared sensitive one, unless key_params names it.
       roles[i] = ParamRole::kSkip;
     } else if (named(policy.cache.semantic.params)) {
       roles[i] = ParamRole::kSemantic;

@@ -45,7 +45,8 @@ void StoreHealth::Failed(const Status& error) {
     Log(LogLevel::kWarning, "store.down",
         "store '" + name_ + "' failed: " + error.ToString() +
             "; calls go on without it, and it is tried again with backoff (up to " +
-            FormatDuration(max_) + ")");
+            FormatDuration(max_) + ")",
+        LogFields{{}, name_});
   } else if (probing_) {
     backoff_ = std::min<Duration>(max_, backoff_ * 2);
   }
@@ -66,7 +67,8 @@ void StoreHealth::EndEpisode() {
   Log(LogLevel::kInfo, "store.up",
       "store '" + name_ + "' is reachable again after " + FormatDuration(now - episode_start_) +
           " (" + std::to_string(failures_) + " failed and " + std::to_string(skipped) +
-          " skipped operations)");
+          " skipped operations)",
+      LogFields{{}, name_});
 }
 
 }  // namespace toolops
