@@ -8,7 +8,7 @@
 
 namespace toolops {
 
-int LatencyHistogram::IndexOf(int64_t micros) {
+int ReplayHistogram::IndexOf(int64_t micros) {
   if (micros <= 0) return 0;
   uint64_t v = static_cast<uint64_t>(micros);
   int power = 63 - std::countl_zero(v);  // floor(log2 v)
@@ -19,7 +19,7 @@ int LatencyHistogram::IndexOf(int64_t micros) {
   return 1 + power * kSubBuckets + sub;
 }
 
-int64_t LatencyHistogram::LowerMicros(int index) {
+int64_t ReplayHistogram::LowerMicros(int index) {
   if (index == 0) return 0;
   int power = (index - 1) / kSubBuckets;
   int sub = (index - 1) % kSubBuckets;
@@ -27,7 +27,7 @@ int64_t LatencyHistogram::LowerMicros(int index) {
   return static_cast<int64_t>(std::ldexp(32.0 + sub, power - 5));
 }
 
-void LatencyHistogram::Add(Duration d) {
+void ReplayHistogram::Add(Duration d) {
   int64_t ns = std::max<int64_t>(0, d.count());
   ++counts_[IndexOf(ns / 1000)];
   ++count_;
@@ -35,18 +35,18 @@ void LatencyHistogram::Add(Duration d) {
   sum_ns_ += ns;
 }
 
-void LatencyHistogram::Merge(const LatencyHistogram& other) {
+void ReplayHistogram::Merge(const ReplayHistogram& other) {
   for (int i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
   count_ += other.count_;
   max_ns_ = std::max(max_ns_, other.max_ns_);
   sum_ns_ += other.sum_ns_;
 }
 
-Duration LatencyHistogram::mean() const {
+Duration ReplayHistogram::mean() const {
   return count_ == 0 ? Duration::zero() : Duration(static_cast<int64_t>(sum_ns_ / count_));
 }
 
-Duration LatencyHistogram::Quantile(double q) const {
+Duration ReplayHistogram::Quantile(double q) const {
   if (count_ == 0) return Duration::zero();
   q = std::clamp(q, 0.0, 1.0);
   uint64_t rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
@@ -65,7 +65,7 @@ Duration LatencyHistogram::Quantile(double q) const {
   return Duration(max_ns_);
 }
 
-std::vector<LatencyHistogram::Bucket> LatencyHistogram::Buckets() const {
+std::vector<ReplayHistogram::Bucket> ReplayHistogram::Buckets() const {
   std::vector<Bucket> out;
   for (int i = 0; i < kBuckets; ++i) {
     if (counts_[i] == 0) continue;

@@ -2,7 +2,7 @@
 //
 // Bounded summaries of a replay, whatever the trace's length.
 //
-// LatencyHistogram: durations in log-spaced buckets (32 per power of two,
+// ReplayHistogram: durations in log-spaced buckets (32 per power of two,
 // about 2% wide), from 1 us to about 12 days; zero has its own bucket.
 // Quantiles are read back within a bucket's width. Memory is fixed.
 //
@@ -23,14 +23,14 @@
 
 namespace toolops {
 
-class LatencyHistogram {
+class ReplayHistogram {
  public:
   static constexpr int kSubBuckets = 32;
   static constexpr int kPowers = 41;  // 2^40 us is about 12.7 days.
   static constexpr int kBuckets = 1 + kSubBuckets * kPowers;
 
   void Add(Duration d);
-  void Merge(const LatencyHistogram& other);
+  void Merge(const ReplayHistogram& other);
   uint64_t count() const { return count_; }
   Duration max() const { return Duration(max_ns_); }
   Duration mean() const;

@@ -193,8 +193,8 @@ struct ReplayReport {
   uint64_t ttl_windows = 0;
   uint64_t attainable() const { return requested - ttl_windows; }
   // Latency in trace time: through the middleware, and of the direct call.
-  LatencyHistogram latency_with;
-  LatencyHistogram latency_without;
+  ReplayHistogram latency_with;
+  ReplayHistogram latency_without;
   TimeSeries series{0};
   std::vector<ToolReport> tools;
   // The run.

@@ -32,7 +32,7 @@ std::string LatencyText(Duration d) {
   return Printf("%.2fs", ms / 1000);
 }
 
-std::string Percentiles(const LatencyHistogram& h) {
+std::string Percentiles(const ReplayHistogram& h) {
   return LatencyText(h.Quantile(0.5)) + " / " + LatencyText(h.Quantile(0.9)) + " / " +
          LatencyText(h.Quantile(0.99));
 }
@@ -93,7 +93,7 @@ std::vector<Row> Rows(const std::vector<ReplayReport>& reports) {
   return rows;
 }
 
-Json LatencyJson(const LatencyHistogram& h) {
+Json LatencyJson(const ReplayHistogram& h) {
   return Json{{"p50", Ms(h.Quantile(0.5))},  {"p90", Ms(h.Quantile(0.9))},
               {"p99", Ms(h.Quantile(0.99))}, {"max", Ms(h.max())},
               {"mean", Ms(h.mean())},        {"count", h.count()}};
@@ -313,11 +313,11 @@ std::string LatencySvg(const std::vector<ReplayReport>& reports) {
     return left + (w - left - right) * (v - lo) / (hi - lo);
   };
   auto y = [&](double share) { return top + (h - top - bottom) * (1 - share); };
-  auto curve = [&](const LatencyHistogram& hist, const std::string& colour, bool dashed) {
+  auto curve = [&](const ReplayHistogram& hist, const std::string& colour, bool dashed) {
     if (hist.count() == 0) return std::string();
     std::string d = "M" + Printf("%.1f", x(1)) + "," + Printf("%.1f", y(0)) + " ";
     uint64_t seen = 0;
-    for (const LatencyHistogram::Bucket& b : hist.Buckets()) {
+    for (const ReplayHistogram::Bucket& b : hist.Buckets()) {
       seen += b.count;
       d += "L" + Printf("%.1f", x(Ms(b.high))) + "," +
            Printf("%.1f", y(double(seen) / hist.count())) + " ";

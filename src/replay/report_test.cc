@@ -92,14 +92,14 @@ TEST(ReportTest, HtmlIsSelfContained) {
 }
 
 TEST(HistogramTest, QuantilesWithinABucket) {
-  LatencyHistogram h;
+  ReplayHistogram h;
   for (int ms = 1; ms <= 1000; ++ms) h.Add(std::chrono::milliseconds(ms));
   EXPECT_EQ(h.count(), 1000u);
   auto ms = [](Duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   EXPECT_NEAR(ms(h.Quantile(0.5)), 500, 500 * 0.03);
   EXPECT_NEAR(ms(h.Quantile(0.99)), 990, 990 * 0.03);
   EXPECT_EQ(h.max(), std::chrono::milliseconds(1000));
-  LatencyHistogram zeros;
+  ReplayHistogram zeros;
   zeros.Add(Duration::zero());
   EXPECT_EQ(zeros.Quantile(0.5), Duration::zero());
 }
