@@ -12,8 +12,8 @@
 
 #include "cli/cache_cmds.h"
 #include "cli/calibrate.h"
-#include "cli/replay_cli.h"
 #include "cli/doctor.h"
+#include "cli/replay_cli.h"
 #include "cli/stats_cmd.h"
 #include "semantic/pairs.h"
 #include "toolops/embedder.h"
