@@ -3,9 +3,10 @@
 // Time and randomness, injected everywhere so that backoff, TTL and breaker
 // rules are tested deterministically and without sleeping.
 //
-// Clock: a source of monotonic time that can also block the calling thread.
-// RealClock() is std::chrono::steady_clock. FakeClock moves only when told to
-// (or when a thread "sleeps" on it, which advances it at once).
+// Clock: a source of monotonic time that can also block the calling thread,
+// for a time or for an event with a time limit. RealClock() is
+// std::chrono::steady_clock. FakeClock moves only when told to (or when a
+// thread "sleeps" on it, which advances it at once).
 //
 // Random: a thread-safe source of 64-bit random numbers. SeededRandom gives a
 // reproducible stream; DefaultRandom() is seeded from std::random_device.
@@ -17,8 +18,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+
+#include "toolops/function_ref.h"
 
 namespace toolops {
 
@@ -36,6 +41,14 @@ class Clock {
   virtual TimePoint NowCoarse() const { return Now(); }
   // Blocks the calling thread for `d` of this clock's time.
   virtual void SleepFor(Duration d) = 0;
+  // Waits on `cv` (with `lock` held, as std::condition_variable::wait_for
+  // does) until `ready()` holds or `d` of this clock's time has passed;
+  // returns ready(). Whoever makes ready() true does so holding the lock and
+  // then notifies `cv`; `ready` reads only what the lock guards. The default
+  // waits `d` of real time (FakeClock too); a clock whose time moves by other
+  // rules (the replay's trace time) overrides it.
+  virtual bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration d,
+                       FunctionRef<bool()> ready);
 };
 
 // The process-wide steady clock. Never null; lives for the whole program.

@@ -30,6 +30,11 @@ constexpr int64_t kFakeEpochNs = 1'000'000'000'000'000;
 
 }  // namespace
 
+bool Clock::WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration d,
+                    FunctionRef<bool()> ready) {
+  return cv.wait_for(lock, d, [&] { return ready(); });
+}
+
 Clock* RealClock() {
   static SteadyClock* clock = new SteadyClock();  // Never destroyed: used at exit.
   return clock;

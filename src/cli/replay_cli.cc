@@ -19,7 +19,10 @@
 #include "replay/report.h"
 #include "replay/sample.h"
 #include "replay/trace.h"
+#include "toolops/config.h"
 #include "toolops/embedder.h"
+#include "toolops/postgres_store.h"
+#include "toolops/redis_store.h"
 
 namespace toolops {
 
@@ -50,6 +53,16 @@ const char kReplayUsage[] =
     "  --json              print one JSON object instead of the table\n"
     "  --html FILE         also write a self-contained HTML page with charts\n"
     "  --max-threads N     most calls in flight at once (a thread each; default 4096)\n"
+    "  --store URL|NAME    a store the workers share: redis://..., rediss://...,\n"
+    "                      postgres://..., or a Redis/PostgreSQL store of the config\n"
+    "                      file (its connection only); exact cache, coalescing across\n"
+    "                      workers and processes, semantic entries on Redis\n"
+    "  --store-namespace NS  keys of the replay in the shared store (default\n"
+    "                      toolops-replay: never the namespace real tools use)\n"
+    "  --config FILE       the configuration file for --store NAME (default\n"
+    "                      $TOOLOPS_CONFIG, else ./toolops.toml)\n"
+    "  --workers N         middleware instances, as if processes, each replaying the\n"
+    "                      calls of a share of the agents (default 1)\n"
     "  --show-wrong N      list the first N wrong answers of each policy (default 0)\n"
     "  --no-progress       no progress bar (it is shown only when stderr is a terminal)\n"
     "\n"
@@ -169,6 +182,10 @@ int ReplayCommand(const std::vector<std::string>& args) {
   bool progress = true;
   uint64_t show_wrong = 0;
   uint64_t max_threads = 4096;
+  std::string store_flag;
+  std::string store_namespace = "toolops-replay";
+  std::string config_path;
+  uint64_t workers = 1;
 
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -189,6 +206,25 @@ int ReplayCommand(const std::vector<std::string>& args) {
       if ((v = value()) == nullptr || !ParseUnsigned(*v, &max_threads) || max_threads == 0 ||
           max_threads > 100'000) {
         return UsageError("--max-threads needs a whole number from 1 to 100000", kReplayUsage);
+      }
+    } else if (arg == "--store") {
+      if ((v = value()) == nullptr || v->empty()) {
+        return UsageError("--store needs a redis:// or postgres:// URL or a store name",
+                          kReplayUsage);
+      }
+      store_flag = *v;
+    } else if (arg == "--store-namespace") {
+      if ((v = value()) == nullptr || v->empty()) {
+        return UsageError("--store-namespace needs a name", kReplayUsage);
+      }
+      store_namespace = *v;
+    } else if (arg == "--config") {
+      if ((v = value()) == nullptr) return UsageError("--config needs a file", kReplayUsage);
+      config_path = *v;
+    } else if (arg == "--workers") {
+      if ((v = value()) == nullptr || !ParseUnsigned(*v, &workers) || workers == 0 ||
+          workers > 1024) {
+        return UsageError("--workers needs a whole number from 1 to 1024", kReplayUsage);
       }
     } else if (arg == "--generate") {
       if ((v = value()) == nullptr || !ParseUnsigned(*v, &generate) || generate == 0) {
@@ -281,6 +317,61 @@ int ReplayCommand(const std::vector<std::string>& args) {
     }
     parsed.push_back(std::move(policy).value());
   }
+  SharedStoreOpener open_shared;
+  std::string shared_label;
+  if (!store_flag.empty()) {
+    if (store_flag.find("://") != std::string::npos) {
+      Result<SharedStoreOpener> opener = SharedStoreFromUrl(store_flag, store_namespace);
+      if (!opener.ok()) return Fail(opener.status());
+      open_shared = std::move(opener).value();
+      shared_label = RedactUrl(store_flag);
+    } else {
+      Result<Config> config = LoadConfig(config_path);
+      if (!config.ok()) return Fail(config.status());
+      auto it = config->stores.find(store_flag);
+      if (it == config->stores.end()) {
+        std::string known;
+        for (const auto& [name, store] : config->stores)
+          known += (known.empty() ? "" : ", ") + name;
+        return Fail(Status(StatusCode::kNotFound,
+                           "--store " + store_flag + ": the configuration" +
+                               (config->path.empty() ? "" : " " + config->path) +
+                               " has no such store (it has: " + (known.empty() ? "none" : known) +
+                               "); give a redis:// or postgres:// URL instead"));
+      }
+      const StoreConfig& store = it->second;
+      // The store's connection, but the replay's own key namespace: simulated
+      // answers never reach the entries real tools read.
+      if (store.type == StoreType::kRedis) {
+        RedisStoreOptions options = store.redis;
+        options.name = "shared";
+        options.key_namespace = store_namespace;
+        open_shared = [options](Clock* clock,
+                                UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+          Result<std::unique_ptr<RedisStore>> opened = RedisStore::Open(options, clock, unix_clock);
+          if (!opened.ok()) return opened.status();
+          return std::unique_ptr<Store>(std::move(opened).value());
+        };
+      } else if (store.type == StoreType::kPostgres) {
+        PostgresStoreOptions options = store.postgres;
+        options.name = "shared";
+        options.key_namespace = store_namespace;
+        open_shared = [options](Clock* clock,
+                                UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+          Result<std::unique_ptr<PostgresStore>> opened =
+              PostgresStore::Open(options, clock, unix_clock);
+          if (!opened.ok()) return opened.status();
+          return std::unique_ptr<Store>(std::move(opened).value());
+        };
+      } else {
+        return Fail(Status(StatusCode::kInvalidArgument,
+                           "--store " + store_flag + " is a " + store.type_name + " store (" +
+                               store.where +
+                               "); the replay shares a redis or postgres store only"));
+      }
+      shared_label = store_flag + " (" + store.type_name + ")";
+    }
+  }
   Simulation simulation = SampleSimulation();
   if (!simulation_path.empty()) {
     Result<Simulation> loaded = LoadSimulation(simulation_path);
@@ -349,6 +440,9 @@ int ReplayCommand(const std::vector<std::string>& args) {
     options.embedder = embedder.get();
     options.keep_wrong = show_wrong;
     options.max_threads = max_threads;
+    options.workers = workers;
+    options.open_shared_store = open_shared;
+    options.shared_store_label = shared_label;
     std::unique_ptr<ProgressBar> bar;
     if (show_progress) {
       bar = std::make_unique<ProgressBar>(policy.name, total);

@@ -77,7 +77,7 @@ bool ConcurrencyLimiter::Cancel(Ticket ticket) {
   return true;
 }
 
-Status ConcurrencyLimiter::AcquireBlocking(Duration max_wait) {
+Status ConcurrencyLimiter::AcquireBlocking(Duration max_wait, Clock* clock) {
   if (max_wait <= Duration::zero()) {
     if (TryAcquire()) return Status();
     return RejectionStatus(Duration::zero());
@@ -91,7 +91,7 @@ Status ConcurrencyLimiter::AcquireBlocking(Duration max_wait) {
     bool granted = false;
   };
   auto wait = std::make_shared<Wait>();
-  const auto start = std::chrono::steady_clock::now();
+  const TimePoint start = clock->Now();
   const Ticket ticket = Enqueue([wait] {
     {
       std::lock_guard<std::mutex> lock(wait->mu);
@@ -103,14 +103,14 @@ Status ConcurrencyLimiter::AcquireBlocking(Duration max_wait) {
 
   {
     std::unique_lock<std::mutex> lock(wait->mu);
-    if (wait->granted_cv.wait_for(lock, std::min(max_wait, kLongestWait),
-                                  [&wait] { return wait->granted; })) {
+    if (clock->WaitFor(lock, wait->granted_cv, std::min(max_wait, kLongestWait),
+                       [&wait] { return wait->granted; })) {
       return Status();
     }
   }
   // Timed out. A grant may have landed since; then the slot is ours.
   if (!Cancel(ticket)) return Status();
-  return RejectionStatus(std::chrono::steady_clock::now() - start);
+  return RejectionStatus(clock->Now() - start);
 }
 
 Status ConcurrencyLimiter::RejectionStatus(Duration waited) const {

@@ -65,11 +65,11 @@ class ConcurrencyLimiter {
   // ticket is 0 or unknown); the caller owns the slot and must Release it.
   bool Cancel(Ticket ticket) TOOLOPS_EXCLUDES(mu_);
 
-  // Waits up to `max_wait` of real time (a condition variable, not the
-  // injected clock) for a slot. Returns OK holding a slot, or
+  // Waits up to `max_wait` of `clock`'s time (Clock::WaitFor: real time for
+  // the real and fake clocks) for a slot. Returns OK holding a slot, or
   // RESOURCE_EXHAUSTED from guard kLimiter (see RejectionStatus). A zero or
   // negative max_wait only tries once.
-  Status AcquireBlocking(Duration max_wait) TOOLOPS_EXCLUDES(mu_);
+  Status AcquireBlocking(Duration max_wait, Clock* clock = RealClock()) TOOLOPS_EXCLUDES(mu_);
 
   // The status of a call refused after waiting `waited`, e.g. "tool 'x' has 8
   // of 8 upstream calls running; waited 50ms".

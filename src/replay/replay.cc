@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -22,6 +23,8 @@
 #include "engine/breaker.h"
 #include "engine/call_engine.h"
 #include "replay/replay_clock.h"
+#include "toolops/postgres_store.h"
+#include "toolops/redis_store.h"
 #include "toolops/tool_core.h"
 
 namespace toolops {
@@ -176,6 +179,34 @@ Status ApplyPolicyJson(const Json& j, const std::string& where, ToolPolicy* poli
                      "budget_ratio)");
         }
       }
+    } else if (key == "timeout") {
+      if (!v.is_object()) return Bad(at + " must be an object");
+      for (auto f = v.begin(); f != v.end(); ++f) {
+        const std::string& k = f.key();
+        std::string fat = at + "." + k;
+        Result<Duration> d = ReadSeconds(*f, fat.c_str(), 1e6);
+        if (k != "attempt_ms" && k != "deadline_ms") {
+          return Bad(at + " has an unknown field '" + k + "' (known: attempt_ms, deadline_ms)");
+        }
+        if (!d.ok()) return d.status();
+        (k == "attempt_ms" ? policy->timeout.attempt_timeout : policy->timeout.deadline) = *d;
+      }
+    } else if (key == "limit") {
+      if (!v.is_object()) return Bad(at + " must be an object");
+      for (auto f = v.begin(); f != v.end(); ++f) {
+        const std::string& k = f.key();
+        std::string fat = at + "." + k;
+        if (k == "max_concurrent") {
+          if (!f->is_number_unsigned()) return Bad(fat + " must be a whole number (0: no limit)");
+          policy->limit.max_concurrent = f->get<int>();
+        } else if (k == "max_wait_ms") {
+          Result<Duration> d = ReadSeconds(*f, fat.c_str(), 1e6);
+          if (!d.ok()) return d.status();
+          policy->limit.max_wait = *d;
+        } else {
+          return Bad(at + " has an unknown field '" + k + "' (known: max_concurrent, max_wait_ms)");
+        }
+      }
     } else if (key == "breaker") {
       if (v.is_boolean()) {
         policy->breaker.enabled = v.get<bool>();
@@ -210,8 +241,8 @@ Status ApplyPolicyJson(const Json& j, const std::string& where, ToolPolicy* poli
     } else {
       return Bad(at +
                  " is not a policy field (known: cache, ttl_s, stale_while_revalidate_s, "
-                 "stale_if_error_s, coalesce, cost_per_call, semantic, retry, breaker, "
-                 "tools)");
+                 "stale_if_error_s, coalesce, cost_per_call, semantic, retry, timeout, limit, "
+                 "breaker, tools)");
     }
     if (!s.ok()) return s;
   }
@@ -308,7 +339,7 @@ Result<ToolModel> ParseModel(const Json& j, const std::string& where, ToolModel 
 
 struct ToolState {
   std::string name;
-  std::shared_ptr<ToolCore> core;
+  std::vector<std::shared_ptr<ToolCore>> cores;  // One per worker.
   const ToolModel* model = nullptr;
   std::vector<std::string> semantic_params;  // Empty: exact only.
   TextNormalization normalization = TextNormalization::kNone;
@@ -338,10 +369,110 @@ struct CallInfo {
   std::string args;  // JSON, carried in the answer for wrong-answer examples.
 };
 
+// Followers of another worker's lease, counted for the clock's blocked
+// probe. A leader's Complete or Release counts its followers as running again
+// before they hear of it over the store, so that time cannot move in between
+// (the same hand-over as the in-process flights'; see replay_clock.h).
+class LeaseWaits {
+ public:
+  struct Waiter {
+    bool released = false;
+  };
+  void Begin(std::string_view key, Waiter* w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiters_.emplace(std::string(key), w);
+    blocked_.fetch_add(1);
+  }
+  void End(std::string_view key, Waiter* w) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [from, to] = waiters_.equal_range(std::string(key));
+    for (auto it = from; it != to; ++it) {
+      if (it->second == w) {
+        waiters_.erase(it);
+        break;
+      }
+    }
+    if (!w->released) blocked_.fetch_sub(1);
+  }
+  // Every follower of `key` runs again.
+  void Release(std::string_view key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [from, to] = waiters_.equal_range(std::string(key));
+    for (auto it = from; it != to; ++it) {
+      if (!it->second->released) {
+        it->second->released = true;
+        blocked_.fetch_sub(1);
+      }
+    }
+  }
+  size_t blocked() const { return blocked_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::unordered_multimap<std::string, Waiter*> waiters_;
+  std::atomic<size_t> blocked_{0};
+};
+
+// One worker's connection to the shared store, seen through a coordinator
+// whose waits the replay clock counts (LeaseWaits).
+class CountedSharedStore final : public Store, public FlightCoordinator {
+ public:
+  CountedSharedStore(std::unique_ptr<Store> inner, LeaseWaits* waits)
+      : inner_(std::move(inner)), waits_(waits) {}
+
+  std::optional<StoredValue> Get(const KeyRef& key, TimePoint now) override {
+    return inner_->Get(key, now);
+  }
+  bool GetFresh(const KeyRef& key, TimePoint now, Bytes* out) override {
+    return inner_->GetFresh(key, now, out);
+  }
+  Status Put(const KeyRef& key, const StoredValue& value, TimePoint now) override {
+    return inner_->Put(key, value, now);
+  }
+  bool Erase(const KeyRef& key) override { return inner_->Erase(key); }
+  size_t EraseByPrefix(std::string_view prefix) override { return inner_->EraseByPrefix(prefix); }
+  StoreStats Stats() const override { return inner_->Stats(); }
+  std::string_view name() const override { return inner_->name(); }
+  FlightCoordinator* coordinator() override {
+    return inner_->coordinator() == nullptr ? nullptr : this;
+  }
+  BreakerBus* breaker_bus() override { return inner_->breaker_bus(); }
+  SemanticBus* semantic_bus() override { return inner_->semantic_bus(); }
+
+  Lease Acquire(const KeyRef& key) override { return inner_->coordinator()->Acquire(key); }
+  bool Complete(const KeyRef& key, uint64_t token, const Result<StoredValue>& outcome,
+                TimePoint now) override {
+    waits_->Release(key.bytes);
+    return inner_->coordinator()->Complete(key, token, outcome, now);
+  }
+  void Release(const KeyRef& key, uint64_t token) override {
+    waits_->Release(key.bytes);
+    inner_->coordinator()->Release(key, token);
+  }
+  WaitResult Wait(const KeyRef& key, const Lease& lease, TimePoint until) override {
+    LeaseWaits::Waiter waiter;
+    waits_->Begin(key.bytes, &waiter);
+    WaitResult result = inner_->coordinator()->Wait(key, lease, until);
+    waits_->End(key.bytes, &waiter);
+    return result;
+  }
+
+ private:
+  std::unique_ptr<Store> inner_;
+  LeaseWaits* waits_;
+};
+
+// What one worker owns: its stores (its own "memory", its connection to
+// "shared").
+struct Worker {
+  StoreRegistry stores;
+  bool shared = false;
+};
+
 class Run {
  public:
   Run(const ReplayPolicy& policy, const Simulation& simulation, const ReplayOptions& options,
-      int64_t first_ns, std::shared_ptr<Store> store)
+      int64_t first_ns)
       : policy_(policy),
         simulation_(simulation),
         options_(options),
@@ -361,16 +492,22 @@ class Run {
     report_.first_ns = first_ns;
     report_.policy = policy.name;
     report_.speed = options.speed;
-    stores_.Register("memory", std::move(store));
+    report_.workers = std::max<size_t>(1, options.workers);
+    report_.shared_store = options.shared_store_label;
+    std::random_device device;
+    run_id_ = (uint64_t{device()} << 32) ^ device() ^
+              static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
   }
 
+  // Opens each worker's stores. The shared store's errors, with its label.
+  Status Open();
   Result<ReplayReport> Go(CallSource& source, TraceCall first);
 
  private:
   Result<ToolState*> GetTool(const std::string& name);
   size_t Blocked() {
     std::lock_guard<std::mutex> lock(cores_mu_);
-    size_t n = 0;
+    size_t n = lease_waits_.blocked();
     for (ToolCore* core : cores_) n += core->waiting();
     return n;
   }
@@ -414,7 +551,13 @@ class Run {
   }
 
   Result<Bytes> Attempt(ToolState& tool, const CallInfo& info, int attempt);
-  void RunCall(ToolState& tool, TraceCall call, CallInfo info);
+  void RunCall(ToolState& tool, ToolCore& core, TraceCall call, CallInfo info);
+  size_t WorkerOf(const TraceCall& call, uint64_t seq) const {
+    if (workers_.size() == 1) return 0;
+    const std::string& who = !call.agent.empty() ? call.agent : call.conversation;
+    uint64_t h = who.empty() ? seq : std::hash<std::string>()(who);
+    return static_cast<size_t>(h % workers_.size());
+  }
   void Progress(bool final);
 
   const ReplayPolicy& policy_;
@@ -424,10 +567,13 @@ class Run {
   const TimePoint start_;
 
   SeededRandom random_;
-  StoreRegistry stores_;
+  uint64_t run_id_ = 0;
+  LeaseWaits lease_waits_;
   ElasticPool pool_;
   ReplayClock clock_;
   ReplayExecutor executor_;
+  // After the clock: the shared stores' threads read it until they stop.
+  std::vector<std::unique_ptr<Worker>> workers_;
 
   std::map<std::string, std::unique_ptr<ToolState>> tools_;  // Dispatcher only.
   std::mutex cores_mu_;
@@ -445,6 +591,30 @@ class Run {
   ReplayReport report_;  // Guarded by report_mu_ while calls run.
 };
 
+Status Run::Open() {
+  // The shared store ages entries by a wall clock that follows trace time.
+  UnixClock unix_clock = [this] { return UnixOf(clock_.Now()); };
+  for (size_t i = 0; i < std::max<size_t>(1, options_.workers); ++i) {
+    auto worker = std::make_unique<Worker>();
+    MemoryStoreOptions store_options = options_.store;
+    store_options.name = "memory";
+    Result<std::unique_ptr<Store>> memory = NewMemoryStore(store_options);
+    if (!memory.ok()) return memory.status();
+    worker->stores.Register("memory", std::shared_ptr<Store>(std::move(memory).value()));
+    if (options_.open_shared_store) {
+      Result<std::unique_ptr<Store>> shared = options_.open_shared_store(&clock_, unix_clock);
+      if (!shared.ok()) {
+        return shared.status().WithContext("shared store " + options_.shared_store_label);
+      }
+      worker->stores.Register(
+          "shared", std::make_shared<CountedSharedStore>(std::move(shared).value(), &lease_waits_));
+      worker->shared = true;
+    }
+    workers_.push_back(std::move(worker));
+  }
+  return Status();
+}
+
 Result<ToolState*> Run::GetTool(const std::string& name) {
   auto it = tools_.find(name);
   if (it != tools_.end()) return it->second.get();
@@ -452,12 +622,11 @@ Result<ToolState*> Run::GetTool(const std::string& name) {
   tool->name = name;
   tool->model = &simulation_.For(name);
   ToolPolicy policy = policy_.For(name);
-  // Waits the replay clock cannot see (replay_clock.h) are turned off.
-  policy.timeout = TimeoutPolicy{};
-  policy.limit = LimitPolicy{};
   policy.kind = ToolKind::kReadonly;
   policy.cache.store = "memory";
-  policy.cache.shared_store.clear();
+  policy.cache.shared_store = workers_.front()->shared ? "shared" : "";
+  // Breaker openings are shared in wall-clock instants, which trace time is
+  // not: each worker's breaker decides alone.
   policy.breaker.shared_store.clear();
   if (!policy.cache.semantic.params.empty() && !tool->model->semantic_params.empty()) {
     policy.cache.semantic.params = tool->model->semantic_params;
@@ -467,27 +636,35 @@ Result<ToolState*> Run::GetTool(const std::string& name) {
   tool->normalization = policy.cache.normalization;
   tool->ttl = policy.cache.ttl;
   tool->caching = policy.cache.enabled;
-  Environment env;
-  env.clock = &clock_;
-  env.random = &random_;
-  env.stores = &stores_;
-  env.executor = &executor_;
-  env.embedder = options_.embedder;
-  Result<std::shared_ptr<ToolCore>> core = ToolCore::Create(spec, policy, env);
-  if (!core.ok()) return core.status().WithContext("policy '" + policy_.name + "'");
-  tool->core = std::move(core).value();
-  if (!tool->core->semantic()) tool->semantic_params.clear();
-  ToolState* raw = tool.get();
-  EngineOf(*tool->core)
-      .breaker()
-      .SetListener([raw](BreakerState, BreakerState to, std::string_view) {
-        if (to == BreakerState::kOpen) raw->breaker_openings.fetch_add(1);
-      });
-  tool->report.tool = name;
   {
-    std::lock_guard<std::mutex> lock(cores_mu_);
-    cores_.push_back(tool->core.get());
+    std::lock_guard<std::mutex> lock(report_mu_);
+    if (policy.timeout.attempt_timeout > Duration::zero() ||
+        policy.timeout.deadline > Duration::zero()) {
+      report_.timeouts_set = true;
+    }
+    if (policy.limit.max_concurrent > 0) report_.limit_set = true;
   }
+  ToolState* raw = tool.get();
+  for (const std::unique_ptr<Worker>& worker : workers_) {
+    Environment env;
+    env.clock = &clock_;
+    env.random = &random_;
+    env.stores = &worker->stores;
+    env.executor = &executor_;
+    env.embedder = options_.embedder;
+    Result<std::shared_ptr<ToolCore>> core = ToolCore::Create(spec, policy, env);
+    if (!core.ok()) return core.status().WithContext("policy '" + policy_.name + "'");
+    EngineOf(**core).breaker().SetListener([raw](BreakerState, BreakerState to, std::string_view) {
+      if (to == BreakerState::kOpen) raw->breaker_openings.fetch_add(1);
+    });
+    {
+      std::lock_guard<std::mutex> lock(cores_mu_);
+      cores_.push_back(core->get());
+    }
+    tool->cores.push_back(std::move(core).value());
+  }
+  if (!tool->cores.front()->semantic()) tool->semantic_params.clear();
+  tool->report.tool = name;
   tools_.emplace(name, std::move(tool));
   return raw;
 }
@@ -542,13 +719,13 @@ Result<Bytes> Run::Attempt(ToolState& tool, const CallInfo& info, int attempt) {
   if (code != StatusCode::kOk) {
     return Status(code, "simulated failure of '" + tool.name + "'", Guard::kUpstream);
   }
-  SimulatedAnswer answer{info.seq, clock_.Now().time_since_epoch().count(), info.labelled,
-                         info.label, info.args};
+  SimulatedAnswer answer{info.seq,      clock_.Now().time_since_epoch().count(),
+                         info.labelled, info.label,
+                         info.args,     run_id_};
   return Bytes::Copy(EncodeAnswer(answer));
 }
 
-void Run::RunCall(ToolState& tool, TraceCall call, CallInfo info) {
-  ToolCore& core = *tool.core;
+void Run::RunCall(ToolState& tool, ToolCore& core, TraceCall call, CallInfo info) {
   const TimePoint start = clock_.Now();
   auto make_upstream = [&]() -> Upstream {
     return [this, tool = &tool, info](const CallContext& ctx) {
@@ -612,7 +789,8 @@ void Run::RunCall(ToolState& tool, TraceCall call, CallInfo info) {
   SimulatedAnswer wrong_source;
   if (result.ok()) {
     SimulatedAnswer answer;
-    if (DecodeAnswer(result.value().view(), &answer) && answer.source != info.seq) {
+    if (DecodeAnswer(result.value().view(), &answer) &&
+        (answer.source != info.seq || answer.run != run_id_)) {
       served = true;
       labelled_served = info.labelled && answer.labelled;
       wrong = labelled_served && answer.label != info.label;
@@ -620,14 +798,19 @@ void Run::RunCall(ToolState& tool, TraceCall call, CallInfo info) {
       // A coalesced call ends when its leader's answer arrived (see
       // replay_clock.h); a cache hit takes no trace time.
       TimePoint done{Duration(answer.done_ns)};
-      latency = done > start ? std::min(done, end) - start : Duration::zero();
+      latency =
+          done > start && answer.run == run_id_ ? std::min(done, end) - start : Duration::zero();
     }
   }
   if (served) saved_.fetch_add(1, std::memory_order_relaxed);
+  const bool deadline = !result.ok() && result.status().code() == StatusCode::kDeadlineExceeded &&
+                        (result.status().guard() == Guard::kDeadline ||
+                         result.status().guard() == Guard::kAttemptTimeout);
   {
     std::lock_guard<std::mutex> lock(tool.mu);
     if (wrong) ++tool.report.wrong;
     if (!result.ok()) ++tool.report.failed_with;
+    if (deadline) ++tool.report.deadline_exceeded;
   }
   {
     std::lock_guard<std::mutex> lock(report_mu_);
@@ -767,9 +950,10 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     dispatched_.fetch_add(1, std::memory_order_relaxed);
     dispatched_ns_.store(call.time_ns, std::memory_order_relaxed);
 
+    ToolCore* core = tool.cores[WorkerOf(call, seq)].get();
     clock_.Enter();
-    pool_.Submit([this, &tool, call = std::move(call), info = std::move(info)]() mutable {
-      RunCall(tool, std::move(call), std::move(info));
+    pool_.Submit([this, &tool, core, call = std::move(call), info = std::move(info)]() mutable {
+      RunCall(tool, *core, std::move(call), std::move(info));
       clock_.Leave();
       OnTaskDone(/*background=*/false);
     });
@@ -795,7 +979,11 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     report = std::move(report_);
   }
   for (auto& [name, tool] : tools_) {
-    StatsSnapshot s = tool->core->stats();
+    StatsSnapshot s;
+    for (const std::shared_ptr<ToolCore>& core : tool->cores) {
+      StatsSnapshot one = core->stats();
+      for (size_t i = 0; i < s.values.size(); ++i) s.values[i] += one.values[i];
+    }
     ToolReport t;
     {
       std::lock_guard<std::mutex> lock(tool->mu);
@@ -808,6 +996,15 @@ Result<ReplayReport> Run::Go(CallSource& source, TraceCall first) {
     t.retries = s[Counter::kRetries];
     t.rejected_by_breaker = s[Counter::kRejectedByBreaker];
     t.breaker_openings = tool->breaker_openings.load();
+    t.attempt_timeouts = s[Counter::kAttemptTimeouts];
+    t.rejected_by_limiter = s[Counter::kRejectedByLimiter];
+    t.shared_hits = s[Counter::kSharedHits];
+    t.remote_coalesced = s[Counter::kRemoteCoalesced];
+    report.attempt_timeouts += t.attempt_timeouts;
+    report.deadline_exceeded += t.deadline_exceeded;
+    report.rejected_by_limiter += t.rejected_by_limiter;
+    report.shared_hits += t.shared_hits;
+    report.remote_coalesced += t.remote_coalesced;
     report.upstream += t.upstream;
     report.saved.exact += t.saved.exact;
     report.saved.semantic += t.saved.semantic;
@@ -964,9 +1161,11 @@ Result<ReplayPolicy> ParsePolicySpec(const std::string& spec, Duration ttl) {
   return out;
 }
 
-// seq|done_ns|L or C|label length|label args
+// run|seq|done_ns|L or C|label length|label args
 std::string EncodeAnswer(const SimulatedAnswer& a) {
-  std::string out = std::to_string(a.source);
+  std::string out = std::to_string(a.run);
+  out.push_back('|');
+  out += std::to_string(a.source);
   out.push_back('|');
   out += std::to_string(a.done_ns);
   out.push_back('|');
@@ -988,7 +1187,7 @@ bool DecodeAnswer(std::string_view bytes, SimulatedAnswer* out) {
     bytes.remove_prefix(bar + 1);
     return true;
   };
-  if (!field(&out->source) || !field(&out->done_ns)) return false;
+  if (!field(&out->run) || !field(&out->source) || !field(&out->done_ns)) return false;
   if (bytes.size() < 2 || (bytes[0] != 'L' && bytes[0] != 'C') || bytes[1] != '|') return false;
   out->labelled = bytes[0] == 'L';
   bytes.remove_prefix(2);
@@ -997,6 +1196,49 @@ bool DecodeAnswer(std::string_view bytes, SimulatedAnswer* out) {
   out->label = std::string(bytes.substr(0, length));
   out->args = std::string(bytes.substr(length));
   return true;
+}
+
+std::string RedactUrl(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  size_t at = url.find('@', scheme + 3);
+  size_t slash = url.find('/', scheme + 3);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return url;
+  size_t colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+Result<SharedStoreOpener> SharedStoreFromUrl(const std::string& url,
+                                             const std::string& key_namespace) {
+  auto starts = [&](const char* prefix) { return url.rfind(prefix, 0) == 0; };
+  if (starts("redis://") || starts("rediss://")) {
+    RedisStoreOptions options;
+    options.url = url;
+    options.name = "shared";
+    options.key_namespace = key_namespace;
+    return SharedStoreOpener(
+        [options](Clock* clock, UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+          Result<std::unique_ptr<RedisStore>> store = RedisStore::Open(options, clock, unix_clock);
+          if (!store.ok()) return store.status();
+          return std::unique_ptr<Store>(std::move(store).value());
+        });
+  }
+  if (starts("postgres://") || starts("postgresql://")) {
+    PostgresStoreOptions options;
+    options.conninfo = url;
+    options.name = "shared";
+    options.key_namespace = key_namespace;
+    return SharedStoreOpener(
+        [options](Clock* clock, UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+          Result<std::unique_ptr<PostgresStore>> store =
+              PostgresStore::Open(options, clock, unix_clock);
+          if (!store.ok()) return store.status();
+          return std::unique_ptr<Store>(std::move(store).value());
+        });
+  }
+  return Bad("shared store '" + RedactUrl(url) +
+             "' is not a redis://, rediss://, postgres:// or postgresql:// URL");
 }
 
 Result<ReplayReport> RunReplay(CallSource& source, const ReplayPolicy& policy,
@@ -1008,12 +1250,11 @@ Result<ReplayReport> RunReplay(CallSource& source, const ReplayPolicy& policy,
     empty.policy = policy.name;
     return empty;
   }
-  MemoryStoreOptions store_options = options.store;
-  store_options.name = "memory";
-  Result<std::unique_ptr<Store>> store = NewMemoryStore(store_options);
-  if (!store.ok()) return store.status();
-  auto run = std::make_unique<Run>(policy, simulation, options, first->time_ns,
-                                   std::shared_ptr<Store>(std::move(store).value()));
+  if (options.workers == 0 || options.workers > 1024) {
+    return Bad("workers is " + std::to_string(options.workers) + "; it must be from 1 to 1024");
+  }
+  auto run = std::make_unique<Run>(policy, simulation, options, first->time_ns);
+  if (Status s = run->Open(); !s.ok()) return s;
   return run->Go(source, std::move(*first));
 }
 

@@ -1,9 +1,17 @@
 // src/replay/replay.h
 //
 // Replays a trace of tool calls through the real middleware (ToolCore: the
-// engine, the memory store, the semantic cache with its embedder) against
-// simulated upstream tools, in trace time (replay_clock.h), and reports what
-// the middleware saved.
+// engine, the memory store, the semantic cache with its embedder, and, when
+// asked, a shared Redis or PostgreSQL store) against simulated upstream
+// tools, in trace time (replay_clock.h), and reports what the middleware
+// saved.
+//
+// The policy's attempt timeout, deadline and concurrency limit act in trace
+// time against the simulated latency. With several workers, each is a
+// middleware instance of its own (memory store, flights, breakers, limiters:
+// what a process has) replaying the calls of a share of the agents; with a
+// shared store they share what processes share (the exact cache, leases for
+// coalescing across processes, semantic entries on Redis).
 //
 // Each call of the trace is made, at its timestamp, on a thread of its own
 // (a growing pool); its tool's upstream is simulated: latency, cost and
@@ -31,6 +39,7 @@
 
 #include "replay/histogram.h"
 #include "replay/trace.h"
+#include "toolops/clock.h"
 #include "toolops/embedder.h"
 #include "toolops/policy.h"
 #include "toolops/status.h"
@@ -94,7 +103,7 @@ struct ReplayPolicy {
 
 // The policy the presets start from: the library's defaults, plus 3 attempts
 // (retries with backoff), stale-if-error for 30 minutes; no attempt timeout,
-// deadline or concurrency limit (see replay_clock.h).
+// deadline or concurrency limit (a policy file may set them).
 ToolPolicy ReplayBasePolicy();
 
 // A preset or a policy file:
@@ -115,6 +124,21 @@ struct ReplayProgress {
   Duration trace_elapsed{};  // Trace time since the first call.
 };
 
+// Opens one connection to the store the workers share, on the replay's clock
+// and a wall clock that follows trace time (so that entries age in trace
+// time).
+using SharedStoreOpener = std::function<Result<std::unique_ptr<Store>>(Clock*, UnixClock)>;
+
+// An opener for "redis://...", "rediss://..." (RedisStore) or
+// "postgres://...", "postgresql://..." (PostgresStore), with keys under
+// `key_namespace`. InvalidArgument for any other scheme. Connects only when
+// called.
+Result<SharedStoreOpener> SharedStoreFromUrl(const std::string& url,
+                                             const std::string& key_namespace);
+
+// The URL without its password, for reports and messages.
+std::string RedactUrl(const std::string& url);
+
 struct ReplayOptions {
   // Trace seconds per real second; 0: as fast as possible.
   double speed = 0;
@@ -128,6 +152,14 @@ struct ReplayOptions {
   std::function<void(const ReplayProgress&)> on_progress;
   // Wrong answers kept as examples in the report (the first ones served).
   size_t keep_wrong = 10;
+  // Middleware instances, as if processes; a call goes to the worker of its
+  // agent (its conversation when it has no agent).
+  size_t workers = 1;
+  // The store the workers share (cache.shared_store, coalescing across
+  // workers and processes); null: none. Opened once per worker.
+  SharedStoreOpener open_shared_store;
+  // Names it in the report (never with a password).
+  std::string shared_store_label;
 };
 
 // A served answer whose source had another intent label.
@@ -161,6 +193,11 @@ struct ToolReport {
   uint64_t rate_limited = 0;
   uint64_t failed_with = 0;
   uint64_t failed_without = 0;
+  uint64_t attempt_timeouts = 0;
+  uint64_t deadline_exceeded = 0;
+  uint64_t rejected_by_limiter = 0;
+  uint64_t shared_hits = 0;
+  uint64_t remote_coalesced = 0;
 };
 
 struct ReplayReport {
@@ -184,8 +221,20 @@ struct ReplayReport {
   uint64_t rejected_by_breaker = 0;
   uint64_t guard_refusals = 0;
   uint64_t rate_limited = 0;
-  uint64_t failed_with = 0;     // Calls that returned an error through the middleware.
-  uint64_t failed_without = 0;  // Calls whose one direct attempt would have failed.
+  // Timeouts and the concurrency limit (counted whatever the policy; shown
+  // when a policy sets them or they happened).
+  bool timeouts_set = false;         // Some tool's policy has an attempt timeout or deadline.
+  bool limit_set = false;            // Some tool's policy has a concurrency limit.
+  uint64_t attempt_timeouts = 0;     // Attempts abandoned at the attempt timeout.
+  uint64_t deadline_exceeded = 0;    // Calls that failed with DEADLINE_EXCEEDED.
+  uint64_t rejected_by_limiter = 0;  // Calls refused by the concurrency limit.
+  // The shared tier: empty label when there was none.
+  size_t workers = 1;
+  std::string shared_store;
+  uint64_t shared_hits = 0;       // Fresh hits from the shared store (in saved.exact).
+  uint64_t remote_coalesced = 0;  // Shared another worker's call (in saved.coalesced).
+  uint64_t failed_with = 0;       // Calls that returned an error through the middleware.
+  uint64_t failed_without = 0;    // Calls whose one direct attempt would have failed.
   double cost_without = 0;
   double cost_with = 0;
   // Savings bound: requested calls minus distinct (tool, intent) per TTL
@@ -229,6 +278,7 @@ struct SimulatedAnswer {
   bool labelled = false;
   std::string label;  // Intent label, or the call's identity.
   std::string args;   // The source call's arguments (JSON).
+  uint64_t run = 0;   // The replay that made it (a shared store outlives a replay).
 };
 std::string EncodeAnswer(const SimulatedAnswer& answer);
 bool DecodeAnswer(std::string_view bytes, SimulatedAnswer* out);

@@ -39,8 +39,56 @@ void ReplayClock::SleepUntil(TimePoint t) {
   auto it = sleepers_.emplace(t, &sleeper);
   ++sleeping_;
   if (QuiescentLocked()) keeper_cv_.notify_one();
-  sleeper.cv.wait(lock, [&] { return sleeper.woken; });
+  sleeper.cv.wait(lock, [&] { return sleeper.woken.load(); });
   (void)it;  // Removed by the keeper when it woke us.
+}
+
+bool ReplayClock::WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                          Duration d, FunctionRef<bool()> ready) {
+  if (ready()) return true;
+  if (d <= Duration::zero()) return false;
+  // A century of trace time stands for "no limit" (and keeps Now() + d finite).
+  d = std::min<Duration>(d, std::chrono::hours(24 * 365 * 100));
+  Sleeper sleeper;
+  sleeper.event_mu = lock.mutex();
+  sleeper.event_cv = &cv;
+  sleeper.ready = &ready;
+  std::multimap<TimePoint, Sleeper*>::iterator it;
+  {
+    std::lock_guard<std::mutex> clock_lock(mu_);
+    it = sleepers_.emplace(Now() + d, &sleeper);
+    event_waiters_.insert(&sleeper);
+    ++sleeping_;
+    if (QuiescentLocked()) keeper_cv_.notify_one();
+  }
+  // The keeper notifies under our lock when it can take it; when it cannot, a
+  // wake-up may be lost, so look again now and then.
+  while (!ready() && !sleeper.woken.load(std::memory_order_acquire)) {
+    cv.wait_for(lock, std::chrono::milliseconds(5));
+  }
+  bool result = ready();
+  {
+    std::lock_guard<std::mutex> clock_lock(mu_);
+    event_waiters_.erase(&sleeper);
+    if (!sleeper.woken.load(std::memory_order_relaxed)) {
+      // Woken by the event: running again before anyone can move time.
+      sleepers_.erase(it);
+      --sleeping_;
+    }
+  }
+  return result;
+}
+
+bool ReplayClock::EventPendingLocked() {
+  for (Sleeper* s : event_waiters_) {
+    if (s->woken.load(std::memory_order_relaxed)) continue;
+    // Only try: the waiter holds its lock while it takes mu_.
+    if (!s->event_mu->try_lock()) return true;
+    bool ready = (*s->ready)();
+    s->event_mu->unlock();
+    if (ready) return true;
+  }
+  return false;
 }
 
 void ReplayClock::Enter() {
@@ -77,6 +125,11 @@ void ReplayClock::KeeperLoop() {
       }
       continue;
     }
+    if (EventPendingLocked()) {
+      // A waiter is about to run again: let it.
+      keeper_cv_.wait_for(lock, std::chrono::microseconds(200));
+      continue;
+    }
     TimePoint next = sleepers_.begin()->first;
     if (speed_ > 0) {
       // Pace: trace time t is reached at real time (t - start) / speed.
@@ -95,8 +148,18 @@ void ReplayClock::KeeperLoop() {
       Sleeper* sleeper = sleepers_.begin()->second;
       sleepers_.erase(sleepers_.begin());
       --sleeping_;
-      sleeper->woken = true;
-      sleeper->cv.notify_one();
+      sleeper->woken.store(true, std::memory_order_release);
+      if (sleeper->event_cv == nullptr) {
+        sleeper->cv.notify_one();
+      } else if (sleeper->event_mu->try_lock()) {
+        // Under the waiter's lock, the wake-up cannot fall between its check
+        // and its wait. The waiter takes mu_ before it returns, so its
+        // condition variable is still alive here.
+        sleeper->event_cv->notify_all();
+        sleeper->event_mu->unlock();
+      } else {
+        sleeper->event_cv->notify_all();
+      }
     }
   }
 }

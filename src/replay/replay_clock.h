@@ -22,9 +22,14 @@
 // not affected (it already has it), only when its worker reads the clock
 // (replay.cc takes a coalesced call's end from the answer instead).
 //
-// Waits outside the clock that are not counted (a limiter queue, a timed
-// attempt on the executor) would stop time: the replay turns those policy
-// fields off.
+// A wait for an event with a time limit (Clock::WaitFor: a timed attempt
+// waiting for its upstream, a call queued on the concurrency limiter) is a
+// sleeper until its limit, woken early by its event. The keeper does not move
+// time while such a waiter's event has come but the waiter has not yet woken,
+// so the hand-over from the thread that signals the event is exact. Other
+// waits outside the clock that are not counted would stop time (until they
+// end in real time); the replay wraps the shared store's cross-process waits
+// so that they are counted (replay.cc).
 //
 // Safe for concurrent use.
 
@@ -38,6 +43,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -62,6 +68,10 @@ class ReplayClock final : public Clock {
   void SleepFor(Duration d) override;
   // Sleeps until `t` (returns at once when it has passed).
   void SleepUntil(TimePoint t);
+  // Waits in trace time for `ready()` (see Clock::WaitFor). REQUIRES: the
+  // caller is a participant.
+  bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration d,
+               FunctionRef<bool()> ready) override;
 
   // A new participant (counted as running). Called by a running participant
   // (or before the first one starts), so time cannot move in between.
@@ -76,11 +86,19 @@ class ReplayClock final : public Clock {
  private:
   struct Sleeper {
     std::condition_variable cv;
-    bool woken = false;
+    // Set under mu_ by the keeper; read without it by event waiters.
+    std::atomic<bool> woken{false};
+    // For WaitFor: the waiter's lock, condition variable and condition.
+    std::mutex* event_mu = nullptr;
+    std::condition_variable* event_cv = nullptr;
+    const FunctionRef<bool()>* ready = nullptr;
   };
   void KeeperLoop();
   // True when every participant waits. REQUIRES: mu_ held.
   bool QuiescentLocked();
+  // True when a WaitFor waiter's event has come (or may have: its lock is
+  // held) and it has not yet left the sleepers. REQUIRES: mu_ held.
+  bool EventPendingLocked();
 
   const double speed_;
   const std::function<size_t()> blocked_;
@@ -96,6 +114,7 @@ class ReplayClock final : public Clock {
   size_t sleeping_ = 0;
   bool stop_ = false;
   std::multimap<TimePoint, Sleeper*> sleepers_;
+  std::set<Sleeper*> event_waiters_;  // The WaitFor sleepers.
   std::thread keeper_;
 };
 

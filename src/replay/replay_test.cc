@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "redis_server.h"
 #include "toolops/embedder.h"
 
 namespace toolops {
@@ -349,15 +350,215 @@ TEST(ReplayTest, PolicyFilesAndPresets) {
 }
 
 TEST(ReplayTest, AnswersRoundTrip) {
-  SimulatedAnswer a{42, 123456789, true, "intent|with|bars", R"({"q":"x|y"})"};
+  SimulatedAnswer a{42, 123456789, true, "intent|with|bars", R"({"q":"x|y"})", 7};
   SimulatedAnswer b;
   ASSERT_TRUE(DecodeAnswer(EncodeAnswer(a), &b));
+  EXPECT_EQ(b.run, 7u);
   EXPECT_EQ(b.source, 42u);
   EXPECT_EQ(b.done_ns, 123456789);
   EXPECT_TRUE(b.labelled);
   EXPECT_EQ(b.label, "intent|with|bars");
   EXPECT_EQ(b.args, R"({"q":"x|y"})");
   EXPECT_FALSE(DecodeAnswer("garbage", &b));
+}
+
+// --- Timeouts, deadlines and the concurrency limit, in trace time ---
+
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+TEST(ReplayTimeoutTest, AttemptTimeoutCutsSlowAttemptsInTraceTime) {
+  // One attempt each, a 1 s attempt timeout: the 500 ms call succeeds, the
+  // 3 s call is abandoned at exactly 1 s of trace time, whatever the speed.
+  for (double speed : {0.0, 1000.0}) {
+    ReplayPolicy policy = Policy("exact");
+    policy.base.retry.max_attempts = 1;
+    policy.base.timeout.attempt_timeout = std::chrono::seconds(1);
+    std::vector<TraceCall> calls = {Call(0, "search", "fast", "fast", 500),
+                                    Call(10'000, "search", "slow", "slow", 3000)};
+    ReplayReport r = Replay(calls, policy, nullptr, speed);
+    EXPECT_TRUE(r.timeouts_set);
+    EXPECT_EQ(r.attempt_timeouts, 1u) << "speed " << speed;
+    EXPECT_EQ(r.deadline_exceeded, 1u);
+    EXPECT_EQ(r.failed_with, 1u);
+    // The abandoned attempt was still made (and paid for).
+    EXPECT_EQ(r.upstream, 2u);
+    EXPECT_EQ(r.latency_with.max(), std::chrono::seconds(1)) << Seconds(r.latency_with.max());
+    EXPECT_EQ(r.latency_without.max(), std::chrono::seconds(3));
+  }
+}
+
+TEST(ReplayTimeoutTest, DeadlineEndsRetriesInTraceTime) {
+  // Every attempt takes 1.5 s and fails; a 2 s deadline over all attempts:
+  // the first fails at 1.5 s, the retry is cut at 2 s and no third starts.
+  ReplayPolicy policy = Policy("exact");
+  policy.base.retry.max_attempts = 5;
+  policy.base.retry.initial_backoff = std::chrono::milliseconds(100);
+  policy.base.timeout.deadline = std::chrono::seconds(2);
+  Simulation simulation;
+  simulation.defaults.latency_median = simulation.defaults.latency_p95 =
+      std::chrono::milliseconds(1500);
+  std::vector<TraceCall> calls = {Call(0, "search", "q", "q", 1500, StatusCode::kUnavailable)};
+  VectorCallSource source(calls);
+  Result<ReplayReport> r = RunReplay(source, policy, simulation, ReplayOptions());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->failed_with, 1u);
+  EXPECT_EQ(r->deadline_exceeded, 1u);
+  EXPECT_EQ(r->attempt_timeouts, 0u);  // Cut by the deadline, not the attempt timeout.
+  EXPECT_EQ(r->upstream, 2u);
+  EXPECT_EQ(r->retries, 1u);
+  EXPECT_EQ(r->latency_with.max(), std::chrono::seconds(2)) << Seconds(r->latency_with.max());
+}
+
+TEST(ReplayTimeoutTest, ConcurrencyLimitQueuesAndRejectsInTraceTime) {
+  // One upstream call at a time; three different questions at 0, 100 and
+  // 200 ms, each taking 1 s.
+  std::vector<TraceCall> calls = {Call(0, "search", "a", "a", 1000),
+                                  Call(100, "search", "b", "b", 1000),
+                                  Call(200, "search", "c", "c", 1000)};
+  ReplayPolicy policy = Policy("exact");
+  policy.base.limit.max_concurrent = 1;
+
+  // No waiting: the two later calls are refused at once.
+  ReplayReport at_once = Replay(calls, policy);
+  EXPECT_TRUE(at_once.limit_set);
+  EXPECT_EQ(at_once.rejected_by_limiter, 2u);
+  EXPECT_EQ(at_once.failed_with, 2u);
+  EXPECT_EQ(at_once.upstream, 1u);
+
+  // Waiting up to 5 s: they queue and run one after the other, ending at
+  // 2 s and 3 s (waits of 0.9 s and 1.8 s, in trace time).
+  policy.base.limit.max_wait = std::chrono::seconds(5);
+  for (double speed : {0.0, 1000.0}) {
+    ReplayReport queued = Replay(calls, policy, nullptr, speed);
+    EXPECT_EQ(queued.rejected_by_limiter, 0u) << "speed " << speed;
+    EXPECT_EQ(queued.upstream, 3u);
+    EXPECT_EQ(queued.latency_with.max(), std::chrono::milliseconds(2800))
+        << Seconds(queued.latency_with.max());
+  }
+
+  // Waiting up to 1.5 s: the third would wait 1.8 s; it is refused at 1.7 s.
+  policy.base.limit.max_wait = std::chrono::milliseconds(1500);
+  ReplayReport bounded = Replay(calls, policy);
+  EXPECT_EQ(bounded.rejected_by_limiter, 1u);
+  EXPECT_EQ(bounded.upstream, 2u);
+  EXPECT_EQ(bounded.latency_with.max(), std::chrono::milliseconds(1900));
+}
+
+TEST(ReplayTimeoutTest, PolicyFilesSetTimeoutsAndLimits) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("replay_limits_" + std::to_string(::getpid()) + ".json"))
+                         .string();
+  {
+    std::ofstream out(path);
+    out << R"({"timeout":{"attempt_ms":800,"deadline_ms":3000},)"
+           R"("limit":{"max_concurrent":4,"max_wait_ms":250}})";
+  }
+  Result<ReplayPolicy> p = ParsePolicySpec(path);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->base.timeout.attempt_timeout, std::chrono::milliseconds(800));
+  EXPECT_EQ(p->base.timeout.deadline, std::chrono::seconds(3));
+  EXPECT_EQ(p->base.limit.max_concurrent, 4);
+  EXPECT_EQ(p->base.limit.max_wait, std::chrono::milliseconds(250));
+  {
+    std::ofstream out(path);
+    out << R"({"limit":{"max_inflight":4}})";
+  }
+  Result<ReplayPolicy> bad = ParsePolicySpec(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown field 'max_inflight'"), std::string::npos)
+      << bad.status().message();
+  std::filesystem::remove(path);
+}
+
+// --- A shared store (a real redis-server) and several workers ---
+
+// Four agents ask three questions each, in waves 20 s apart; within a wave
+// the agents ask 300 ms apart and the answer takes 1 s, so most asks of a
+// wave meet the first one in flight.
+std::vector<TraceCall> AgentsTrace() {
+  std::vector<TraceCall> calls;
+  for (int wave = 0; wave < 4; ++wave) {
+    for (int q = 0; q < 3; ++q) {
+      for (int agent = 0; agent < 4; ++agent) {
+        int64_t at = wave * 20'000 + q * 5'000 + agent * 300;
+        int question = (wave + q) % 5;
+        TraceCall call = Call(at, "search", "question " + std::to_string(question),
+                              "intent-" + std::to_string(question), 1000);
+        call.agent = "agent-" + std::to_string(agent);
+        calls.push_back(std::move(call));
+      }
+    }
+  }
+  return calls;
+}
+
+ReplayReport ReplayWith(const std::vector<TraceCall>& calls, size_t workers,
+                        const SharedStoreOpener& shared) {
+  VectorCallSource source(calls);
+  ReplayOptions options;
+  options.workers = workers;
+  options.open_shared_store = shared;
+  options.shared_store_label = shared ? "redis" : "";
+  Result<ReplayReport> r = RunReplay(source, Policy("exact"), Simulation(), options);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : ReplayReport();
+}
+
+TEST(ReplaySharedStoreTest, WorkersSharingRedisCallUpstreamAsOneProcessDoes) {
+  testing::RedisServer server;
+  ASSERT_TRUE(server.ok()) << server.error();
+  const std::string url = "redis://127.0.0.1:" + std::to_string(server.port());
+  Result<SharedStoreOpener> shared =
+      SharedStoreFromUrl(url, "replay-test-" + std::to_string(::getpid()));
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  const std::vector<TraceCall> calls = AgentsTrace();
+
+  ReplayReport one = ReplayWith(calls, 1, nullptr);
+  ReplayReport isolated = ReplayWith(calls, 4, nullptr);
+  ReplayReport together = ReplayWith(calls, 4, *shared);
+
+  // Alone, each worker pays for what the others already learned.
+  EXPECT_GT(isolated.upstream, one.upstream);
+  // Sharing the store, the workers pay what one process pays: results
+  // other workers stored, and leases other workers hold, save the rest.
+  EXPECT_EQ(together.upstream, one.upstream);
+  EXPECT_EQ(together.saved.total(), one.saved.total());
+  EXPECT_GT(together.shared_hits, 0u);
+  EXPECT_GT(together.remote_coalesced, 0u);
+  EXPECT_EQ(together.wrong, 0u);
+  EXPECT_EQ(together.failed_with, 0u);
+  EXPECT_EQ(together.workers, 4u);
+
+  // A second replay against the warm store calls upstream not once, and
+  // every answer comes from the first replay's calls.
+  ReplayReport warm = ReplayWith(calls, 4, *shared);
+  EXPECT_EQ(warm.upstream, 0u);
+  EXPECT_EQ(warm.saved.total(), warm.requested);
+  EXPECT_EQ(warm.served, warm.requested);
+  EXPECT_EQ(warm.wrong, 0u);
+  EXPECT_GT(warm.shared_hits, 0u);
+}
+
+TEST(ReplaySharedStoreTest, BadStoreUrlsAreRefusedEarly) {
+  Result<SharedStoreOpener> bad = SharedStoreFromUrl("memcached://host", "ns");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("redis://"), std::string::npos);
+  EXPECT_EQ(RedactUrl("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
+  EXPECT_EQ(RedactUrl("redis://host:6379"), "redis://host:6379");
+
+  // A server that does not answer: the replay fails before the first call,
+  // naming the store.
+  Result<SharedStoreOpener> down = SharedStoreFromUrl("redis://127.0.0.1:1", "ns");
+  ASSERT_TRUE(down.ok());
+  VectorCallSource source({Call(0, "search", "q", "q")});
+  ReplayOptions options;
+  options.open_shared_store = *down;
+  options.shared_store_label = "redis://127.0.0.1:1";
+  Result<ReplayReport> r = RunReplay(source, Policy("exact"), Simulation(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("redis://127.0.0.1:1"), std::string::npos)
+      << r.status().message();
 }
 
 }  // namespace

@@ -62,6 +62,21 @@ std::vector<Row> Rows(const std::vector<ReplayReport>& reports) {
   add("  semantic", [](const ReplayReport& r) { return FormatCount(r.saved.semantic); });
   add("  coalesced", [](const ReplayReport& r) { return FormatCount(r.saved.coalesced); });
   add("  stale", [](const ReplayReport& r) { return FormatCount(r.saved.stale); });
+  // Rows for what some replay used; the default replay shows none of them.
+  auto any = [&](auto used) {
+    return std::any_of(reports.begin(), reports.end(),
+                       [&](const ReplayReport& r) { return static_cast<bool>(used(r)); });
+  };
+  if (any([](const ReplayReport& r) { return !r.shared_store.empty() || r.workers > 1; })) {
+    add("workers", [](const ReplayReport& r) {
+      return FormatCount(r.workers) +
+             (r.shared_store.empty() ? " (no shared store)" : " sharing " + r.shared_store);
+    });
+    add("  hits from the shared store",
+        [](const ReplayReport& r) { return FormatCount(r.shared_hits); });
+    add("  coalesced across workers",
+        [](const ReplayReport& r) { return FormatCount(r.remote_coalesced); });
+  }
   add("attainable (bound)", [](const ReplayReport& r) { return FormatCount(r.attainable()); });
   add("saved / bound", [](const ReplayReport& r) { return Percent(r.bound_ratio()); });
   add("cost without", [](const ReplayReport& r) { return Money(r.cost_without); });
@@ -81,6 +96,17 @@ std::vector<Row> Rows(const std::vector<ReplayReport>& reports) {
     return FormatCount(r.breaker_openings) + " (" + FormatCount(r.rejected_by_breaker) +
            " rejected)";
   });
+  if (any([](const ReplayReport& r) {
+        return r.timeouts_set || r.attempt_timeouts > 0 || r.deadline_exceeded > 0;
+      })) {
+    add("attempt timeouts", [](const ReplayReport& r) { return FormatCount(r.attempt_timeouts); });
+    add("calls past deadline",
+        [](const ReplayReport& r) { return FormatCount(r.deadline_exceeded); });
+  }
+  if (any([](const ReplayReport& r) { return r.limit_set || r.rejected_by_limiter > 0; })) {
+    add("limiter rejections",
+        [](const ReplayReport& r) { return FormatCount(r.rejected_by_limiter); });
+  }
   add("guard refusals", [](const ReplayReport& r) { return FormatCount(r.guard_refusals); });
   add("latency with p50/p90/p99",
       [](const ReplayReport& r) { return Percentiles(r.latency_with); });
@@ -126,6 +152,13 @@ Json ReportJson(const ReplayReport& r) {
   j["breaker"] = {{"openings", r.breaker_openings}, {"rejected", r.rejected_by_breaker}};
   j["guard_refusals"] = r.guard_refusals;
   j["rate_limited"] = r.rate_limited;
+  j["timeouts"] = {{"attempt_timeouts", r.attempt_timeouts},
+                   {"deadline_exceeded", r.deadline_exceeded}};
+  j["rejected_by_limiter"] = r.rejected_by_limiter;
+  j["shared"] = {{"workers", r.workers},
+                 {"store", r.shared_store.empty() ? Json(nullptr) : Json(r.shared_store)},
+                 {"hits", r.shared_hits},
+                 {"coalesced_across_workers", r.remote_coalesced}};
   j["latency_ms"] = {{"with", LatencyJson(r.latency_with)},
                      {"without", LatencyJson(r.latency_without)}};
   Json tools = Json::array();
@@ -140,6 +173,11 @@ Json ReportJson(const ReplayReport& r) {
                      {"breaker_openings", t.breaker_openings},
                      {"rejected_by_breaker", t.rejected_by_breaker},
                      {"rate_limited", t.rate_limited},
+                     {"attempt_timeouts", t.attempt_timeouts},
+                     {"deadline_exceeded", t.deadline_exceeded},
+                     {"rejected_by_limiter", t.rejected_by_limiter},
+                     {"shared_hits", t.shared_hits},
+                     {"remote_coalesced", t.remote_coalesced},
                      {"failed", {{"with", t.failed_with}, {"without", t.failed_without}}}});
   }
   j["tools"] = tools;

@@ -2,8 +2,9 @@
 //
 // ToolCore and its blocking runner. The caller's thread drives the engine's
 // steps; it sleeps between retries on the injected clock, blocks on the
-// flight of a key another thread leads, and blocks on the limiter. Attempts
-// with a time limit run on the executor so that the caller can stop waiting;
+// flight of a key another thread leads, and blocks on the limiter (in the
+// clock's time). Attempts with a time limit run on the executor so that the
+// caller can stop waiting (in the clock's time too);
 // a background refresh runs on the executor too.
 
 #include "toolops/tool_core.h"
@@ -52,8 +53,9 @@ Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upst
     return InvokeUpstream(*upstream, ctx);
   }
 
-  // Timed: run on the executor and wait at most `limit` of real time. An
-  // abandoned attempt finishes in the background and its result is dropped.
+  // Timed: run on the executor and wait at most `limit` of the environment's
+  // clock. An abandoned attempt finishes in the background and its result is
+  // dropped.
   auto timed = std::make_shared<TimedAttempt>();
   std::optional<SpanContext> parent;
   if (span != nullptr) parent = *span;
@@ -67,7 +69,8 @@ Result<Bytes> RunOneAttempt(CallEngine& engine, const std::shared_ptr<const Upst
     timed->cv.notify_all();
   });
   std::unique_lock<std::mutex> lock(timed->mu);
-  if (timed->cv.wait_for(lock, limit, [&] { return timed->result.has_value(); })) {
+  if (engine.env().clock->WaitFor(lock, timed->cv, limit,
+                                  [&] { return timed->result.has_value(); })) {
     return std::move(*timed->result);
   }
   timed->abandoned.store(true, std::memory_order_relaxed);
@@ -89,7 +92,9 @@ Result<Bytes> RunAttempts(CallEngine& engine, const Upstream& upstream, TimePoin
       *outcome = Counter::kRejectedByBreaker;
       return CallEngine::BreakerRejection(permit, attempt, last_error);
     }
-    if (Status slot = engine.limiter().AcquireBlocking(engine.LimiterWait(deadline)); !slot.ok()) {
+    if (Status slot =
+            engine.limiter().AcquireBlocking(engine.LimiterWait(deadline), engine.env().clock);
+        !slot.ok()) {
       engine.breaker().OnIgnored(permit.generation);
       *outcome = Counter::kRejectedByLimiter;
       return slot;
