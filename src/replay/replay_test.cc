@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "postgres_server.h"
 #include "redis_server.h"
 #include "toolops/embedder.h"
 
@@ -504,10 +505,9 @@ ReplayReport ReplayWith(const std::vector<TraceCall>& calls, size_t workers,
   return r.ok() ? std::move(r).value() : ReplayReport();
 }
 
-TEST(ReplaySharedStoreTest, WorkersSharingRedisCallUpstreamAsOneProcessDoes) {
-  testing::RedisServer server;
-  ASSERT_TRUE(server.ok()) << server.error();
-  const std::string url = "redis://127.0.0.1:" + std::to_string(server.port());
+// Replays AgentsTrace alone, in four isolated workers, in four workers
+// sharing the store at `url`, and again against the warm store.
+void CheckWorkersSharingAStore(const std::string& url) {
   Result<SharedStoreOpener> shared =
       SharedStoreFromUrl(url, "replay-test-" + std::to_string(::getpid()));
   ASSERT_TRUE(shared.ok()) << shared.status().ToString();
@@ -537,6 +537,20 @@ TEST(ReplaySharedStoreTest, WorkersSharingRedisCallUpstreamAsOneProcessDoes) {
   EXPECT_EQ(warm.served, warm.requested);
   EXPECT_EQ(warm.wrong, 0u);
   EXPECT_GT(warm.shared_hits, 0u);
+}
+
+TEST(ReplaySharedStoreTest, WorkersSharingRedisCallUpstreamAsOneProcessDoes) {
+  testing::RedisServer server;
+  ASSERT_TRUE(server.ok()) << server.error();
+  CheckWorkersSharingAStore("redis://127.0.0.1:" + std::to_string(server.port()));
+}
+
+TEST(ReplaySharedStoreTest, WorkersSharingPostgresCallUpstreamAsOneProcessDoes) {
+  testing::PostgresServer server;
+  Status started = server.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  CheckWorkersSharingAStore("postgresql://postgres@127.0.0.1:" + std::to_string(server.port()) +
+                            "/postgres?sslmode=disable");
 }
 
 TEST(ReplaySharedStoreTest, BadStoreUrlsAreRefusedEarly) {
