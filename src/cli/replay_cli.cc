@@ -63,7 +63,8 @@ const char kReplayUsage[] =
     "                      $TOOLOPS_CONFIG, else ./toolops.toml)\n"
     "  --workers N         middleware instances, as if processes, each replaying the\n"
     "                      calls of a share of the agents (default 1)\n"
-    "  --show-wrong N      list the first N wrong answers of each policy (default 0)\n"
+    "  --show-wrong N      list the first N distinct wrong answers of each policy\n"
+    "                      (default 0)\n"
     "  --no-progress       no progress bar (it is shown only when stderr is a terminal)\n"
     "\n"
     "exit status: 0 done, 1 the replay failed, 2 bad usage or input.\n";

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -589,6 +590,10 @@ class Run {
 
   std::mutex report_mu_;
   ReplayReport report_;  // Guarded by report_mu_ while calls run.
+  // The (tool, question, source) of each distinct wrong answer; guarded by
+  // report_mu_, at most kMaxWrongPairs.
+  static constexpr size_t kMaxWrongPairs = size_t{1} << 20;
+  std::unordered_set<std::string> wrong_pairs_;
 };
 
 Status Run::Open() {
@@ -821,8 +826,20 @@ void Run::RunCall(ToolState& tool, ToolCore& core, TraceCall call, CallInfo info
       report_.series.Add(at, TimeSeries::kSaved);
     }
     if (labelled_served) ++report_.labelled_served;
+    bool distinct = false;
     if (wrong) {
       ++report_.wrong;
+      std::string pair = tool.name;
+      pair.push_back('\x1f');
+      pair += info.args;
+      pair.push_back('\x1f');
+      pair += std::to_string(wrong_source.run) + ":" + std::to_string(wrong_source.source);
+      distinct =
+          wrong_pairs_.size() >= kMaxWrongPairs || wrong_pairs_.insert(std::move(pair)).second;
+      if (distinct) ++report_.wrong_distinct;
+    }
+    if (distinct) {
+      // Examples of distinct mistakes, not of their repeats.
       if (report_.wrong_examples.size() < options_.keep_wrong) {
         report_.wrong_examples.push_back(
             {tool.name, info.args, info.label, wrong_source.args, wrong_source.label});

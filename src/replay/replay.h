@@ -150,7 +150,7 @@ struct ReplayOptions {
   // Called about every 100 ms of real time from another thread, and once at
   // the end.
   std::function<void(const ReplayProgress&)> on_progress;
-  // Wrong answers kept as examples in the report (the first ones served).
+  // Wrong answers kept as examples in the report (the first distinct ones).
   size_t keep_wrong = 10;
   // Middleware instances, as if processes; a call goes to the worker of its
   // agent (its conversation when it has no agent).
@@ -215,6 +215,12 @@ struct ReplayReport {
   uint64_t served = 0;           // Calls answered by another call's upstream result.
   uint64_t labelled_served = 0;  // ... where both calls have intent labels.
   uint64_t wrong = 0;            // ... whose source had another label.
+  // Distinct (tool, question, source call) among the wrong answers. A wrong
+  // semantic hit is stored under the asker's key, so the asker's wording
+  // asked again within the TTL gets the same wrong answer as an exact hit:
+  // `wrong` counts every one, this each mistake once. (Past a million
+  // distinct pairs, each further wrong answer counts as distinct.)
+  uint64_t wrong_distinct = 0;
   std::vector<WrongAnswer> wrong_examples;
   uint64_t retries = 0;
   uint64_t breaker_openings = 0;

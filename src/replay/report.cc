@@ -89,6 +89,10 @@ std::vector<Row> Rows(const std::vector<ReplayReport>& reports) {
     return FormatCount(r.wrong) + " (" + Percent(r.wrong_ratio()) + " of " +
            FormatCount(r.labelled_served) + ")";
   });
+  if (any([](const ReplayReport& r) { return r.wrong > 0; })) {
+    add("  distinct (question, answer)",
+        [](const ReplayReport& r) { return FormatCount(r.wrong_distinct); });
+  }
   add("failed calls with", [](const ReplayReport& r) { return FormatCount(r.failed_with); });
   add("failed calls without", [](const ReplayReport& r) { return FormatCount(r.failed_without); });
   add("retries", [](const ReplayReport& r) { return FormatCount(r.retries); });
@@ -145,8 +149,10 @@ Json ReportJson(const ReplayReport& r) {
   j["bound_ratio"] = r.bound_ratio();
   j["served"] = r.served;
   j["money"] = {{"without", r.cost_without}, {"with", r.cost_with}, {"saved", r.money_saved()}};
-  j["wrong"] = {
-      {"answers", r.wrong}, {"labelled_hits", r.labelled_served}, {"ratio", r.wrong_ratio()}};
+  j["wrong"] = {{"answers", r.wrong},
+                {"distinct", r.wrong_distinct},
+                {"labelled_hits", r.labelled_served},
+                {"ratio", r.wrong_ratio()}};
   j["failed"] = {{"with", r.failed_with}, {"without", r.failed_without}};
   j["retries"] = r.retries;
   j["breaker"] = {{"openings", r.breaker_openings}, {"rejected", r.rejected_by_breaker}};
