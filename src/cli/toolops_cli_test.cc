@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "processes.h"
@@ -102,6 +103,57 @@ TEST(ToolopsCliTest, StatsWithNoEndpointIsBadUsage) {
   EXPECT_EQ(r.code, 2) << r.out;
   Outcome down = Toolops("stats --endpoint http://127.0.0.1:1/metrics");
   EXPECT_EQ(down.code, 1) << down.out;
+}
+
+TEST(ToolopsCliTest, ReplayWithWorkersAndBadStoresSaysWhatIsWrong) {
+  toolops::testing::TempDir dir("toolops-cli-replay");
+  const std::string trace = dir.File("trace.jsonl");
+  {
+    std::ofstream out(trace);
+    for (int i = 0; i < 6; ++i) {
+      out << R"({"ts":"2025-06-02T09:00:0)" << i << R"(.000Z","conversation":"c","agent":"a)"
+          << i % 2 << R"(","tool":"search","args":{"query":"q"},"latency_ms":1500,"intent":"q"})"
+          << "\n";
+    }
+  }
+  // Two workers without a shared store: each pays once for the question.
+  Outcome two = Toolops("replay " + trace + " --policy exact --workers 2 --no-progress");
+  EXPECT_EQ(two.code, 0) << two.out;
+  EXPECT_NE(two.out.find("2 (no shared store)"), std::string::npos) << two.out;
+  EXPECT_NE(two.out.find(" 2 (33.3%)\n"), std::string::npos) << two.out;
+  // The default output has no rows for what it does not use.
+  Outcome plain = Toolops("replay " + trace + " --policy exact --no-progress");
+  EXPECT_EQ(plain.code, 0) << plain.out;
+  EXPECT_EQ(plain.out.find("workers"), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("timeouts"), std::string::npos) << plain.out;
+
+  Outcome scheme = Toolops("replay " + trace + " --store memcached://host");
+  EXPECT_EQ(scheme.code, 2);
+  EXPECT_NE(scheme.out.find("is not a redis://, rediss://, postgres:// or postgresql:// URL"),
+            std::string::npos)
+      << scheme.out;
+  Outcome workers = Toolops("replay " + trace + " --workers 0");
+  EXPECT_EQ(workers.code, 2);
+  EXPECT_NE(workers.out.find("--workers needs a whole number from 1 to 1024"), std::string::npos)
+      << workers.out;
+  const std::string config = dir.File("toolops.toml");
+  {
+    std::ofstream out(config);
+    out << "[stores.local]\ntype = \"memory\"\n";
+  }
+  Outcome missing = Toolops("replay " + trace + " --config " + config + " --store shared");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.out.find("has no such store (it has: local)"), std::string::npos)
+      << missing.out;
+  Outcome memory = Toolops("replay " + trace + " --config " + config + " --store local");
+  EXPECT_EQ(memory.code, 2);
+  EXPECT_NE(memory.out.find("the replay shares a redis or postgres store only"), std::string::npos)
+      << memory.out;
+  // A server that does not answer fails the replay (exit 1), password hidden.
+  Outcome down = Toolops("replay " + trace + " --store redis://u:secret@127.0.0.1:1");
+  EXPECT_EQ(down.code, 1);
+  EXPECT_NE(down.out.find("redis://u:***@127.0.0.1:1"), std::string::npos) << down.out;
+  EXPECT_EQ(down.out.find("secret"), std::string::npos) << down.out;
 }
 
 }  // namespace
