@@ -141,7 +141,7 @@ class ElasticPool {
   bool stop_ = false;
 };
 
-// The executor of a replay's environment (background refreshes): each task
+// The executor of a replay's environment (background refreshes, timed attempts): each task
 // is a participant of the clock while it runs. `on_submit` runs before a task
 // is queued, `on_done` as the very last step of its thread's work (after it
 // the executor and the clock may be destroyed).
