@@ -141,10 +141,11 @@ class ElasticPool {
   bool stop_ = false;
 };
 
-// The executor of a replay's environment (background refreshes, timed attempts): each task
-// is a participant of the clock while it runs. `on_submit` runs before a task
-// is queued, `on_done` as the very last step of its thread's work (after it
-// the executor and the clock may be destroyed).
+// The executor of a replay's environment (background refreshes and timed
+// attempts): each task is a participant of the clock while it runs.
+// `on_submit` runs before a task is queued, `on_done` as the very last step
+// of its thread's work (after it the executor and the clock may be
+// destroyed).
 class ReplayExecutor final : public Executor {
  public:
   ReplayExecutor(ReplayClock* clock, ElasticPool* pool, std::function<void()> on_submit,
