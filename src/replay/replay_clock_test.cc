@@ -3,6 +3,8 @@
 #include "replay/replay_clock.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -55,6 +57,41 @@ TEST(ReplayClockTest, BlockedParticipantsLetTimeMove) {
   done = true;
   follower.join();
   clock.Leave();
+}
+
+TEST(ReplayClockTest, WaitForEndsAtItsEventOrItsLimitInTraceTime) {
+  // A waiter with a 1 s limit; another participant signals its event after
+  // `signal_after`. Each round, the waiter returns at the earlier of the two,
+  // exactly, in trace time, and the signaller's later wake-up is unaffected.
+  for (auto signal_after : {std::chrono::milliseconds(300), std::chrono::milliseconds(2500)}) {
+    ReplayClock clock(kStart, 0);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool signalled = false;
+    clock.Enter();  // The waiter (this thread).
+    clock.Enter();  // The signaller.
+    std::thread signaller([&] {
+      clock.SleepFor(signal_after);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        signalled = true;
+      }
+      cv.notify_all();
+      clock.Leave();
+    });
+    bool ready = false;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ready = clock.WaitFor(lock, cv, std::chrono::seconds(1), [&] { return signalled; });
+    }
+    const Duration waited = clock.Now() - kStart;
+    const bool early = signal_after < std::chrono::seconds(1);
+    EXPECT_EQ(ready, early);
+    EXPECT_EQ(waited, early ? Duration(signal_after) : Duration(std::chrono::seconds(1)));
+    clock.Leave();
+    signaller.join();
+    EXPECT_EQ(clock.Now() - kStart, Duration(signal_after));
+  }
 }
 
 TEST(ReplayClockTest, PacedClockKeepsTheSameOrder) {
