@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,8 @@ const char kReplayUsage[] =
     "                      file (its connection only); exact cache, coalescing across\n"
     "                      workers and processes, semantic entries on Redis\n"
     "  --store-namespace NS  keys of the replay in the shared store (default\n"
-    "                      toolops-replay: never the namespace real tools use)\n"
+    "                      toolops-replay: never the namespace real tools use; with\n"
+    "                      --compare, NS-1, NS-2, ... one per policy)\n"
     "  --config FILE       the configuration file for --store NAME (default\n"
     "                      $TOOLOPS_CONFIG, else ./toolops.toml)\n"
     "  --workers N         middleware instances, as if processes, each replaying the\n"
@@ -318,13 +320,16 @@ int ReplayCommand(const std::vector<std::string>& args) {
     }
     parsed.push_back(std::move(policy).value());
   }
-  SharedStoreOpener open_shared;
+  // The shared store's opener for a key namespace.
+  std::function<SharedStoreOpener(const std::string&)> open_shared;
   std::string shared_label;
   if (!store_flag.empty()) {
     if (store_flag.find("://") != std::string::npos) {
       Result<SharedStoreOpener> opener = SharedStoreFromUrl(store_flag, store_namespace);
       if (!opener.ok()) return Fail(opener.status());
-      open_shared = std::move(opener).value();
+      open_shared = [store_flag](const std::string& ns) {
+        return SharedStoreFromUrl(store_flag, ns).value();
+      };
       shared_label = RedactUrl(store_flag);
     } else {
       Result<Config> config = LoadConfig(config_path);
@@ -346,23 +351,26 @@ int ReplayCommand(const std::vector<std::string>& args) {
       if (store.type == StoreType::kRedis) {
         RedisStoreOptions options = store.redis;
         options.name = "shared";
-        options.key_namespace = store_namespace;
-        open_shared = [options](Clock* clock,
-                                UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
-          Result<std::unique_ptr<RedisStore>> opened = RedisStore::Open(options, clock, unix_clock);
-          if (!opened.ok()) return opened.status();
-          return std::unique_ptr<Store>(std::move(opened).value());
+        open_shared = [options](const std::string& ns) mutable -> SharedStoreOpener {
+          options.key_namespace = ns;
+          return [options](Clock* clock, UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+            Result<std::unique_ptr<RedisStore>> opened =
+                RedisStore::Open(options, clock, unix_clock);
+            if (!opened.ok()) return opened.status();
+            return std::unique_ptr<Store>(std::move(opened).value());
+          };
         };
       } else if (store.type == StoreType::kPostgres) {
         PostgresStoreOptions options = store.postgres;
         options.name = "shared";
-        options.key_namespace = store_namespace;
-        open_shared = [options](Clock* clock,
-                                UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
-          Result<std::unique_ptr<PostgresStore>> opened =
-              PostgresStore::Open(options, clock, unix_clock);
-          if (!opened.ok()) return opened.status();
-          return std::unique_ptr<Store>(std::move(opened).value());
+        open_shared = [options](const std::string& ns) mutable -> SharedStoreOpener {
+          options.key_namespace = ns;
+          return [options](Clock* clock, UnixClock unix_clock) -> Result<std::unique_ptr<Store>> {
+            Result<std::unique_ptr<PostgresStore>> opened =
+                PostgresStore::Open(options, clock, unix_clock);
+            if (!opened.ok()) return opened.status();
+            return std::unique_ptr<Store>(std::move(opened).value());
+          };
         };
       } else {
         return Fail(Status(StatusCode::kInvalidArgument,
@@ -425,7 +433,8 @@ int ReplayCommand(const std::vector<std::string>& args) {
                                  std::to_string(seed) + ")"
                            : trace_path;
   std::vector<ReplayReport> reports;
-  for (const ReplayPolicy& policy : parsed) {
+  for (size_t p = 0; p < parsed.size(); ++p) {
+    const ReplayPolicy& policy = parsed[p];
     std::unique_ptr<CallSource> source;
     TraceReader* reader = nullptr;
     if (generate > 0) {
@@ -442,7 +451,12 @@ int ReplayCommand(const std::vector<std::string>& args) {
     options.keep_wrong = show_wrong;
     options.max_threads = max_threads;
     options.workers = workers;
-    options.open_shared_store = open_shared;
+    if (open_shared) {
+      // Compared policies each start from their own (possibly warm) entries,
+      // never from the previous policy's.
+      options.open_shared_store = open_shared(
+          parsed.size() == 1 ? store_namespace : store_namespace + "-" + std::to_string(p + 1));
+    }
     options.shared_store_label = shared_label;
     std::unique_ptr<ProgressBar> bar;
     if (show_progress) {
