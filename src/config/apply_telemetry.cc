@@ -9,11 +9,11 @@
 #include <cctype>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "base/mutex.h"
 #include "toolops/config.h"
 #include "toolops/log.h"
 #include "toolops/metrics.h"
@@ -36,10 +36,10 @@ std::string Lower(std::string text) {
 
 // What ApplyTelemetry started, replaced by the next call.
 struct Running {
-  std::mutex mu;
-  std::unique_ptr<MetricsServer> metrics;     // Guarded by mu.
-  std::unique_ptr<StatsPublisher> publisher;  // Guarded by mu.
-  std::string publisher_store;                // Guarded by mu.
+  Mutex mu;
+  std::unique_ptr<MetricsServer> metrics TOOLOPS_GUARDED_BY(mu);
+  std::unique_ptr<StatsPublisher> publisher TOOLOPS_GUARDED_BY(mu);
+  std::string publisher_store TOOLOPS_GUARDED_BY(mu);
 };
 
 Running& Started() {
@@ -55,8 +55,7 @@ std::string Field(const TelemetryConfig& t, const std::string& field) {
 
 Status ApplyLogging(const TelemetryConfig& t) {
   if (!t.is_set("log_format") && !t.is_set("log_level")) return Status();
-  // The variables win field by field; ConfigureLoggingFromEnv reads them
-  // both, so apply the file first and then the variables over it.
+  // Each variable wins over its field of the file.
   std::string format = t.is_set("log_format") ? t.log_format : "";
   if (const char* env = Env("TOOLOPS_LOG_FORMAT")) format = Lower(env);
   std::string level = t.is_set("log_level") ? t.log_level : "";
@@ -136,7 +135,7 @@ Status ApplyTracing(const TelemetryConfig& t) {
 Status ApplyMetricsEndpoint(const TelemetryConfig& t) {
   if (!t.is_set("metrics_port") && !t.is_set("metrics_host")) return Status();
   Running& running = Started();
-  std::lock_guard lock(running.mu);
+  MutexLock lock(&running.mu);
   if (t.metrics_port == 0) {
     running.metrics.reset();
     return Status();
@@ -162,7 +161,7 @@ Status ApplyMetricsEndpoint(const TelemetryConfig& t) {
 Status ApplyStatsPublisher(const TelemetryConfig& t, StoreRegistry* registry) {
   if (!t.is_set("stats_store") && !t.is_set("stats_interval")) return Status();
   Running& running = Started();
-  std::lock_guard lock(running.mu);
+  MutexLock lock(&running.mu);
   if (t.stats_store.empty()) {
     running.publisher.reset();
     running.publisher_store.clear();
@@ -210,7 +209,7 @@ Status ApplyTelemetry(const Config& config, const TelemetryParts& parts, StoreRe
 
 uint16_t AppliedMetricsPort() {
   Running& running = Started();
-  std::lock_guard lock(running.mu);
+  MutexLock lock(&running.mu);
   return running.metrics == nullptr ? 0 : running.metrics->port();
 }
 
@@ -219,7 +218,7 @@ void StopAppliedTelemetry() {
   std::unique_ptr<MetricsServer> metrics;
   std::unique_ptr<StatsPublisher> publisher;
   {
-    std::lock_guard lock(running.mu);
+    MutexLock lock(&running.mu);
     metrics = std::move(running.metrics);
     publisher = std::move(running.publisher);
     running.publisher_store.clear();

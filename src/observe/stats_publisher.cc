@@ -12,11 +12,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <random>
 #include <string_view>
 #include <thread>
 
+#include "base/mutex.h"
 #include "toolops/metrics.h"
 
 namespace toolops {
@@ -53,20 +53,25 @@ class StatsPublisher::Impl {
 
   ~Impl() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
   }
 
+  // Starts the thread that publishes every interval until destruction.
   void Run() {
     thread_ = std::thread([this] {
-      std::unique_lock lock(mu_);
-      while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
-        lock.unlock();
+      while (true) {
+        {
+          std::unique_lock<Mutex> lock(mu_);
+          mu_.AssertHeld();  // The lock above holds it.
+          wake_.wait_for(lock, interval_,
+                         [this]() TOOLOPS_NO_THREAD_SAFETY_ANALYSIS { return stopping_; });
+          if (stopping_) return;
+        }
         (void)Publish();
-        lock.lock();
       }
     });
   }
@@ -86,9 +91,9 @@ class StatsPublisher::Impl {
   std::atomic<uint64_t> published_{0};
   std::atomic<uint64_t> failures_{0};
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // Guarded by mu_.
+  Mutex mu_;
+  std::condition_variable_any wake_;
+  bool stopping_ TOOLOPS_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
