@@ -51,7 +51,8 @@ const char kStatsUsage[] =
     "  --watch [SECONDS]  redraw every SECONDS (default 2) until interrupted\n"
     "\n"
     "Without --endpoint or --store: telemetry.stats_store of the configuration if\n"
-    "set, else its telemetry.metrics_host/metrics_port.\n"
+    "set, else its telemetry.metrics_host/metrics_port if set, else every Redis\n"
+    "and PostgreSQL store it configures.\n"
     "\n"
     "exit status: 0 every source read, 1 a source did not answer or sent malformed\n"
     "text (the others are still shown) or no process reported, 2 bad usage.\n";
@@ -452,10 +453,18 @@ int StatsMain(const std::vector<std::string>& args) {
         endpoints.push_back("http://" + host + ":" +
                             std::to_string(config->telemetry.metrics_port) + "/metrics");
       } else {
-        return UsageError(
-            "nothing to read: give --endpoint http://HOST:PORT/metrics or --store NAME|URL, or "
-            "set telemetry.stats_store or telemetry.metrics_port in the configuration",
-            kStatsUsage);
+        // Else every store of the file that can hold statistics.
+        for (const auto& [name, store] : config->stores) {
+          if (store.type == StoreType::kRedis || store.type == StoreType::kPostgres) {
+            store_names.push_back(name);
+          }
+        }
+        if (store_names.empty()) {
+          return UsageError(
+              "nothing to read: give --endpoint http://HOST:PORT/metrics or --store NAME|URL, "
+              "or set telemetry.stats_store or telemetry.metrics_port in the configuration",
+              kStatsUsage);
+        }
       }
     }
   }
