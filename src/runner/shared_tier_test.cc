@@ -797,6 +797,26 @@ TEST_P(SharedTierTest, EntriesTaggedByTheirCallsAreInvalidatedFromAnotherProcess
       {TOOLOPS_CLI_BINARY, "invalidate", "--config", config, "--tag", "city:oslo"},
       dir.File("again"));
   EXPECT_EQ(status, 1) << ReadFileOrEmpty(dir.File("again"));  // Nothing carries it now.
+
+  // A tag of the whole tool (recorded when a tool with static tags is
+  // wrapped) reaches every entry of the tool through the same command.
+  now = RealClock()->Now();
+  for (const std::string* k : {&k1, &k2}) {
+    ASSERT_TRUE(store.Put(KeyRef::Of(*k), value, now).ok());
+  }
+  ASSERT_TRUE(RecordToolTags(store,
+                             std::string("tagged\0"
+                                         "1\0",
+                                         9),
+                             {"whole"})
+                  .ok());
+  status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "invalidate", "--config", config, "--tag", "whole"}, dir.File("whole"));
+  out = ReadFileOrEmpty(dir.File("whole"));
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("fleet: removed 2 entries"), std::string::npos) << out;
+  EXPECT_FALSE(store.Get(KeyRef::Of(k1), RealClock()->Now()).has_value());
+  EXPECT_FALSE(store.Get(KeyRef::Of(k2), RealClock()->Now()).has_value());
 }
 
 }  // namespace
