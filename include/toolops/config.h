@@ -119,20 +119,40 @@ struct ToolConfig {
   std::string Blame(std::string_view message) const;
 };
 
-// The [telemetry] table, parsed and checked; what uses it lives elsewhere.
+// The [telemetry] table, parsed and checked. ApplyTelemetry (below) puts it
+// to work; only the fields the file or a TOOLOPS__TELEMETRY__* variable set
+// are applied (`set_at` names them), the others leave the process's
+// telemetry as it is.
 struct TelemetryConfig {
   // The Prometheus text endpoint (GET /metrics). Port 0: off.
   std::string metrics_host = "127.0.0.1";
   int metrics_port = 0;
-  // OTLP/HTTP traces, "http://host:4318" or with the full path. Empty: off
-  // (the standard OTEL_* variables may still turn it on).
+  // OTLP/HTTP traces, "http://host:4318" (/v1/traces is added) or with the
+  // full path. Empty: off (the standard OTEL_* variables may still turn it
+  // on).
   std::string otlp_endpoint;
-  // Share of calls traced, in [0, 1].
+  // Share of root calls traced, in [0, 1] (the parentbased_traceidratio
+  // sampler).
   double sampling_ratio = 1.0;
+  // Spans record the calls' arguments and results (secrets masked).
+  bool record_arguments = false;
+  // The service.name of the spans' resource; empty: the OTEL_* default.
+  std::string service_name;
   // "json" or "text"; "debug", "info", "warning" or "error".
   std::string log_format = "json";
   std::string log_level = "info";
+  // A configured Redis or PostgreSQL store to which this process publishes
+  // its tools' counters every `stats_interval` (read by `toolops stats
+  // --store`); empty: none. A snapshot lives 3 intervals, so a process that
+  // died drops out of the sum.
+  std::string stats_store;
+  Duration stats_interval = std::chrono::seconds(10);
   std::string where;
+  // The fields set by the file or the environment -> where
+  // ("toolops.toml:14" or "environment variable TOOLOPS__TELEMETRY__...").
+  std::map<std::string, std::string> set_at;
+
+  bool is_set(std::string_view field) const { return set_at.count(std::string(field)) > 0; }
 };
 
 struct Config {
@@ -178,6 +198,45 @@ Status ApplyConfig(const Config& config, StoreRegistry* registry = StoreRegistry
 std::shared_ptr<const Config> AppliedConfig();
 // Forgets it (for tests).
 void ResetAppliedConfig();
+
+// Which parts of the telemetry ApplyTelemetry touches.
+struct TelemetryParts {
+  bool logging = true;           // log_format, log_level
+  bool tracing = true;           // otlp_endpoint, sampling_ratio, record_arguments, service_name
+  bool metrics_endpoint = true;  // metrics_host, metrics_port
+  bool stats_publisher = true;   // stats_store, stats_interval
+};
+
+// Puts `config.telemetry` to work, process-wide, for the fields it sets:
+//   - logging: the log sink (JSON lines or text on stderr) and level;
+//   - tracing: ConfigureTracing with the options of the OTEL_* variables,
+//     over which the file's fields apply where no variable says otherwise;
+//   - metrics_endpoint: a MetricsServer on metrics_host:metrics_port, kept
+//     until the next ApplyTelemetry or StopAppliedTelemetry (one already
+//     serving that address is kept);
+//   - stats_store: a StatsPublisher to that store of `registry` (so
+//     ApplyConfig must have registered it).
+// Precedence: environment variables win over the file, field by field:
+// TOOLOPS_LOG_FORMAT and TOOLOPS_LOG_LEVEL over log_format and log_level;
+// OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT over
+// otlp_endpoint (and OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
+// turn tracing off whatever the file says); OTEL_TRACES_SAMPLER /
+// OTEL_TRACES_SAMPLER_ARG over sampling_ratio; TOOLOPS_TRACE_ARGUMENTS over
+// record_arguments; OTEL_SERVICE_NAME (or service.name in
+// OTEL_RESOURCE_ATTRIBUTES) over service_name. (TOOLOPS__TELEMETRY__* are
+// already merged into the config by LoadConfig.)
+// Every part is tried; returns the first failure, naming the field and
+// where it was set: Unavailable when the metrics port cannot be bound,
+// InvalidArgument for a malformed OTEL_* variable or a stats_store that is
+// not registered or cannot carry statistics. Blocks while a previous span
+// exporter flushes. Safe to call from any thread.
+Status ApplyTelemetry(const Config& config, const TelemetryParts& parts = {},
+                      StoreRegistry* registry = StoreRegistry::Default());
+// The port of the metrics endpoint ApplyTelemetry started, or 0.
+uint16_t AppliedMetricsPort();
+// Stops the metrics endpoint and the statistics publisher ApplyTelemetry
+// started (tracing and logging stay as they are).
+void StopAppliedTelemetry();
 
 // What the CLI and tools use to name a duration in messages and to read
 // one: "250ms" -> 250 ms. InvalidArgument for anything else.

@@ -1415,14 +1415,17 @@ NB_MODULE(_core, m) {
   });
   // The configuration file: read, checked and applied by the core (stores
   // registered, tool policies installed for the tools wrapped afterwards).
-  // Returns (name, type, shared) for each configured store.
+  // Returns (path, [(name, type, shared) for each configured store],
+  // the telemetry's error or "").
   m.def("configure", [](const std::string& path) {
     Result<Config> config = Status();
     Status applied;
+    Status telemetry;
     {
       nb::gil_scoped_release release;
       config = LoadConfig(path);
       if (config.ok()) applied = ApplyConfig(*config);
+      if (config.ok() && applied.ok()) telemetry = ApplyTelemetry(*config);
     }
     if (!config.ok()) throw nb::value_error(std::string(config.status().message()).c_str());
     if (!applied.ok()) throw nb::value_error(std::string(applied.message()).c_str());
@@ -1430,7 +1433,9 @@ NB_MODULE(_core, m) {
     for (const auto& [name, store] : config->stores) {
       stores.append(nb::make_tuple(name, store.type_name, store.shared()));
     }
-    return nb::make_tuple(config->path, stores);
+    // The stores are registered even when the telemetry failed: the facade
+    // registers them too, then raises the telemetry's error.
+    return nb::make_tuple(config->path, stores, std::string(telemetry.message()));
   });
   // Records in a shared store that the tool with `prefix` carries `tags`
   // (for `toolops invalidate --tag` in another process).
@@ -1440,6 +1445,29 @@ NB_MODULE(_core, m) {
     std::string p(prefix.c_str(), prefix.size());
     nb::gil_scoped_release release;
     return RecordToolTags(*store, p, tags).ok();
+  });
+  // Records in the tool's shared store (cache.shared_store) that the entry
+  // of `key` carries `tags`, for as long as the entry may live, so that
+  // `toolops invalidate --tag` in another process erases it. The exchange
+  // runs on the default executor: the caller (maybe an event loop) never
+  // waits for the store. False when the tool has no shared store or the
+  // store cannot record single entries (memory, SQLite).
+  m.def("record_call_tags", [](PyTool& tool, nb::bytes key, std::vector<std::string> tags) {
+    const CachePolicy& cache = tool.core().policy().cache;
+    if (cache.shared_store.empty()) return false;
+    Result<std::shared_ptr<Store>> store = StoreRegistry::Default()->Get(cache.shared_store);
+    if (!store.ok() || CallTagIndexOf(**store) == nullptr) return false;
+    Duration life = cache.ttl + std::max(cache.stale_while_revalidate, cache.stale_if_error);
+    DefaultExecutor()->Submit([store = std::move(store).value(),
+                               k = std::string(key.c_str(), key.size()), tags = std::move(tags),
+                               life] {
+      Status s = CallTagIndexOf(*store)->TagEntry(KeyRef::Of(k), tags, life);
+      if (!s.ok()) {
+        Log(LogLevel::kDebug, "tags.record",
+            "recording a call's tags failed: " + std::string(s.message()));
+      }
+    });
+    return true;
   });
   m.def("store_names", [] { return StoreRegistry::Default()->Names(); });
   m.def("store_stats", [](const std::string& name) {
@@ -1508,6 +1536,7 @@ NB_MODULE(_core, m) {
   m.def("shutdown", [] {
     nb::gil_scoped_release release;
     AsyncRunner::Get().Stop();
+    StopAppliedTelemetry();
     ShutdownTracing();
   });
 
@@ -1596,6 +1625,12 @@ NB_MODULE(_core, m) {
       s = ConfigureTracing(o);
     }
     if (!s.ok()) throw nb::value_error(std::string(s.message()).c_str());
+  });
+  // The metrics endpoint that the configuration's [telemetry] started (0: none).
+  m.def("applied_metrics_port", [] { return AppliedMetricsPort(); });
+  m.def("stop_applied_telemetry", [] {
+    nb::gil_scoped_release release;
+    StopAppliedTelemetry();
   });
   m.def("configure_tracing_from_env", [] {
     Status s;

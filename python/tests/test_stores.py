@@ -181,6 +181,49 @@ def test_per_call_tags_from_a_function():
     assert calls == ["Paris", "Lyon", "Paris"]
 
 
+def test_per_call_tags_reach_a_redis_store_and_the_command_invalidates_them(redis_server,
+                                                                           tmp_path):
+    redis_server.command("FLUSHALL")
+    cache_manager.register("redis-tags", RedisCache(url=redis_server.url))
+    calls = []
+
+    @readonly(cache_backend="redis-tags", cache_ttl=600,
+              cache_tags=lambda args: [f"city:{args['city']}"], name="redis-per-call-tags")
+    def forecast(city: str) -> str:
+        calls.append(city)
+        return city
+
+    forecast("Paris"), forecast("Lyon")
+    # The tags are recorded off the caller's thread: wait for both records.
+    deadline = time.monotonic() + 20
+    while len([k for k in redis_server.command("KEYS", "*").split() if k.endswith(":tagged")]) < 2:
+        assert time.monotonic() < deadline, redis_server.command("KEYS", "*")
+        time.sleep(0.02)
+    config = tmp_path / "toolops.toml"
+    config.write_text(f'[stores.shared]\ntype = "redis"\nurl = "{redis_server.url}"\n')
+    out = subprocess.run([sys.executable, "-m", "toolops.cli", "invalidate", "--config",
+                          str(config), "--tag", "city:Paris"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "shared: removed 1 entry" in out.stdout
+    # The shared entry is gone: a process without Paris in memory calls upstream again.
+    program = textwrap.dedent(f"""
+        from toolops import RedisCache, cache_manager, readonly
+        cache_manager.register("redis-tags", RedisCache(url="{redis_server.url}"))
+        calls = []
+        @readonly(cache_backend="redis-tags", cache_ttl=600, name="redis-per-call-tags")
+        def forecast(city: str) -> str:
+            calls.append(city)
+            return city
+        forecast("Paris"), forecast("Lyon")
+        print(calls)
+    """)
+    other = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                           timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == "['Paris']"
+
+
 def test_register_refuses_what_is_not_a_store():
     with pytest.raises(PolicyError, match="needs a toolops.cache store"):
         cache_manager.register("x", object())

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -134,3 +137,98 @@ def test_bad_tracing_options_are_refused_with_the_reason():
         toolops.configure_tracing("http://127.0.0.1:1/v1/traces", sampler="sometimes")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         toolops.configure_tracing("http://127.0.0.1:1/v1/traces", ratio=2.0)
+
+
+_CONFIGURED_AGENT = """
+import json, sys, urllib.request
+import toolops
+from toolops import readonly
+from toolops.config import applied_metrics_port
+
+toolops.configure(sys.argv[1])
+
+@readonly(name="cfg_telemetry", cache_backend=None, retry_count=0)
+def tool(i: int) -> int:
+    return i
+
+for i in range(400):
+    tool(i)
+toolops._core.log("info", "test.info", "an info line", "")
+toolops._core.log("error", "test.error", "an error line", "")
+assert toolops.flush_tracing(10)
+port = applied_metrics_port()
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+    text = r.read().decode()
+print(json.dumps({"port": port,
+                  "served": 'toolops_calls_total{tool="cfg_telemetry",outcome="upstream_success"} 400'
+                            in text}))
+"""
+
+
+def test_the_files_telemetry_is_applied_and_the_environment_wins(tmp_path):
+    from conftest import free_port
+
+    collector = Collector()
+    try:
+        base = collector.url[: -len("/v1/traces")]
+        port = free_port()
+        path = tmp_path / "toolops.toml"
+        path.write_text(f"""
+[telemetry]
+metrics_port = {port}
+otlp_endpoint = "{base}"
+sampling_ratio = 0.25
+service_name = "file-agent"
+log_format = "json"
+log_level = "error"
+""")
+
+        def run(**env):
+            clean = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("OTEL_", "TOOLOPS_"))}
+            out = subprocess.run([sys.executable, "-c", _CONFIGURED_AGENT, str(path)],
+                                 env={**clean, **env}, capture_output=True, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout.splitlines()[-1]), out.stderr
+
+        # The file alone: its port serves, its level filters, its ratio samples.
+        result, err = run()
+        assert result == {"port": port, "served": True}
+        events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+        assert "test.error" in events and "test.info" not in events
+        spans = [s for s in collector.spans() if s["name"] == "execute_tool cfg_telemetry"]
+        assert 40 < len(spans) < 160  # 400 * 0.25 +- 6 standard deviations (8.7).
+        assert b"file-agent" in collector.bodies[0][1]
+
+        # The environment wins: another port, another level, every call traced.
+        collector.bodies.clear()
+        other = free_port()
+        result, err = run(TOOLOPS__TELEMETRY__METRICS_PORT=str(other), TOOLOPS_LOG_LEVEL="info",
+                          OTEL_TRACES_SAMPLER="always_on")
+        assert result == {"port": other, "served": True}
+        events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+        assert "test.info" in events
+        spans = [s for s in collector.spans() if s["name"] == "execute_tool cfg_telemetry"]
+        assert len(spans) == 400
+    finally:
+        collector.close()
+
+
+def test_a_metrics_port_in_use_raises_policy_error_naming_the_field(tmp_path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        path = tmp_path / "toolops.toml"
+        path.write_text(f"[telemetry]\nmetrics_port = {held.getsockname()[1]}\n")
+        program = ("import sys, toolops\n"
+                   "try:\n"
+                   "    toolops.configure(sys.argv[1])\n"
+                   "except toolops.PolicyError as e:\n"
+                   "    print(e)\n")
+        out = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True,
+                             text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "telemetry.metrics_port" in out.stdout and "TOOLOPS__TELEMETRY__METRICS_PORT" in out.stdout

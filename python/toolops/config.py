@@ -12,6 +12,18 @@ override single fields of the file. The first decorator applies the
 default file (``$TOOLOPS_CONFIG``, else ``./toolops.toml`` when present)
 unless ``configure`` was called before. A wrong file raises ``PolicyError``
 naming the file, the line, the field and what was expected.
+
+``[telemetry]`` is applied too, field by field (fields the file does not
+set leave the telemetry as it is): ``metrics_port`` / ``metrics_host``
+start the Prometheus endpoint (``applied_metrics_port()`` says which
+port), ``log_format`` / ``log_level`` shape the core's log lines,
+``otlp_endpoint``, ``sampling_ratio``, ``record_arguments`` and
+``service_name`` configure tracing, and ``stats_store`` / ``stats_interval``
+publish this process's counters to a shared store for ``toolops stats
+--store``. The standard variables win over the file: ``OTEL_*`` for
+tracing, ``TOOLOPS_LOG_FORMAT`` / ``TOOLOPS_LOG_LEVEL``,
+``TOOLOPS_TRACE_ARGUMENTS``, and ``TOOLOPS__TELEMETRY__<FIELD>`` for any
+field. A port that cannot be bound raises ``PolicyError`` saying so.
 """
 
 from __future__ import annotations
@@ -34,13 +46,21 @@ def configure(path: str | os.PathLike | None = None) -> str:
     global _configured
     with _lock:
         try:
-            used, stores = _core.configure(os.fspath(path) if path is not None else "")
+            used, stores, telemetry_error = _core.configure(
+                os.fspath(path) if path is not None else "")
         except ValueError as e:
             raise PolicyError(str(e)) from None
         for name, type_name, shared in stores:
             cache_manager.register(name, ConfiguredStore(type_name, shared))
         _configured = True
+        if telemetry_error:
+            raise PolicyError(telemetry_error)
         return used
+
+
+def applied_metrics_port() -> int:
+    """The port of the metrics endpoint the configuration started (0: none)."""
+    return _core.applied_metrics_port()
 
 
 def _ensure_configured() -> None:

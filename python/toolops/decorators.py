@@ -561,10 +561,16 @@ def _record_tags(core: Any, tags_fn: Callable, fn: Callable, args: tuple, kwargs
     except Exception:
         return
     per_tool = _TAGGED.setdefault(id(core), {})
+    new_tags = []
     for tag in tags or ():
         keys = per_tool.setdefault(tag, set())
-        if len(keys) < 100_000:
+        if len(keys) < 100_000 and key not in keys:
             keys.add(key)
+            new_tags.append(str(tag))
+    if new_tags:
+        # Once per tag and key in this process: the tool's shared store (if
+        # it can) records them for `toolops invalidate --tag` elsewhere.
+        _core.record_call_tags(core, key, new_tags)
 
 
 class ToolHandle:

@@ -42,9 +42,10 @@ const char kInvalidateUsage[] =
     "Removes from the shared stores every entry of the tools that carry tag T:\n"
     "the tools whose [tools.NAME] lists T in `tags`, and the tools recorded\n"
     "under T in the store by the agents that wrapped them (Python cache_tags=[...]\n"
-    "on a shared store). Tags computed per call (cache_tags=callable) stay in the\n"
-    "agent process that saw the call: invalidate those there\n"
-    "(cache_manager.invalidate).\n"
+    "on a shared store); and every single entry tagged T by its call (Python\n"
+    "cache_tags=callable), which agents record in Redis and PostgreSQL stores.\n"
+    "Copies in the agents' own memory stores stay until they expire or the agent\n"
+    "invalidates them (cache_manager.invalidate).\n"
     "\n"
     "options:\n"
     "  --tag T            the tag (repeat for several)\n"
@@ -52,7 +53,7 @@ const char kInvalidateUsage[] =
     "  --config FILE      the configuration (default: $TOOLOPS_CONFIG, else\n"
     "                     ./toolops.toml if present)\n"
     "\n"
-    "exit status: 0 done, 1 no tool carries the tag or a store could not be\n"
+    "exit status: 0 done, 1 nothing carries the tag or a store could not be\n"
     "opened, 2 bad usage.\n";
 
 const char kInspectUsage[] =
@@ -373,6 +374,21 @@ int InvalidateMain(const std::vector<std::string>& args) {
     prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
     size_t erased = 0;
     for (const std::string& prefix : prefixes) erased += s.store->EraseByPrefix(prefix);
+
+    // Entries tagged by single calls.
+    if (CallTagIndex* index = CallTagIndexOf(*s.store)) {
+      for (const std::string& tag : tags) {
+        Result<size_t> n = index->EraseTagged(tag);
+        if (!n.ok()) {
+          std::fprintf(stderr, "toolops: %s: %s\n", s.config->name.c_str(),
+                       std::string(n.status().message()).c_str());
+          failed = true;
+          continue;
+        }
+        if (*n > 0) any_tool = true;
+        erased += *n;
+      }
+    }
     std::printf("%s: removed %zu entr%s\n", s.config->name.c_str(), erased,
                 erased == 1 ? "y" : "ies");
   }
@@ -385,7 +401,7 @@ int InvalidateMain(const std::vector<std::string>& args) {
   if (!any_tool) {
     std::string list;
     for (const std::string& t : tags) list += (list.empty() ? "'" : ", '") + t + "'";
-    return Fail("no tool carries the tag " + list +
+    return Fail("no tool or entry carries the tag " + list +
                 " (in the configuration's tools.*.tags or recorded in the stores)");
   }
   return failed ? kExitFailed : kExitOk;

@@ -187,7 +187,14 @@ std::string FormatSeconds(double seconds) {
 }
 
 Result<Config> LoadCliConfig(const std::optional<std::string>& path) {
-  return LoadConfig(path.value_or(""));
+  Result<Config> config = LoadConfig(path.value_or(""));
+  if (!config.ok()) return config;
+  // The command's own log lines (a store down) follow [telemetry]; the
+  // endpoints, tracing and publishing belong to the agents, not to it.
+  TelemetryParts parts;
+  parts.tracing = parts.metrics_endpoint = parts.stats_publisher = false;
+  if (Status s = ApplyTelemetry(*config, parts); !s.ok()) return s;
+  return config;
 }
 
 std::string ToolKeyPrefix(const std::string& name, const std::string& version, bool normalized) {

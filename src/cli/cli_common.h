@@ -82,7 +82,8 @@ class Table {
 std::string FormatSeconds(double seconds);
 
 // The configuration the commands use: `path` (from --config) or the default
-// search (LoadConfig("")).
+// search (LoadConfig("")). Applies its logging fields (ApplyTelemetry's
+// logging part) to the command's own log lines.
 Result<Config> LoadCliConfig(const std::optional<std::string>& path);
 
 // The bytes every key of a tool starts with, as the core builds it. `normalized`:

@@ -20,33 +20,42 @@
 #include <thread>
 
 #include "cli/cli_common.h"
+#include "toolops/config.h"
+#include "toolops/stats_publisher.h"
 
 namespace toolops::cli {
 
 const char kStatsUsage[] =
-    "usage: toolops stats [--endpoint URL ...] [--config FILE] [--json] [--watch [SECONDS]]\n"
+    "usage: toolops stats [--endpoint URL ... | --store NAME|URL ...] [--config FILE]\n"
+    "                     [--json] [--watch [SECONDS]]\n"
     "\n"
     "Per tool: calls, hits by kind (fresh, semantic, stale), coalesced calls,\n"
     "upstream calls and errors, calls and money saved, mean latency and the\n"
-    "breaker's state, read from the metrics endpoints of running agents (GET\n"
-    "/metrics, Prometheus text) and summed over them; a breaker shows the worst\n"
-    "state any process reports.\n"
+    "breaker's state, summed over the running agents; a breaker shows the worst\n"
+    "state any process reports. The numbers come from the agents' metrics\n"
+    "endpoints (GET /metrics, Prometheus text), or from the snapshots they\n"
+    "publish to a shared store (telemetry.stats_store): each live process\n"
+    "replaces its own every telemetry.stats_interval, and a process that stopped\n"
+    "drops out after three intervals.\n"
     "\n"
     "options:\n"
     "  --endpoint URL     a metrics endpoint (http://HOST:PORT/metrics; /metrics is\n"
     "                     added to a URL without a path); repeat for several\n"
-    "                     processes. Default: telemetry.metrics_host/metrics_port of\n"
-    "                     the configuration\n"
+    "                     processes\n"
+    "  --store NAME|URL   a configured Redis or PostgreSQL store, or its URL\n"
+    "                     (redis://, rediss://, valkey://, postgres://, postgresql://;\n"
+    "                     default namespace); repeat for several\n"
     "  --config FILE      the configuration (default: $TOOLOPS_CONFIG, else\n"
     "                     ./toolops.toml if present)\n"
     "  --json             one JSON object instead of the table\n"
     "  --watch [SECONDS]  redraw every SECONDS (default 2) until interrupted\n"
     "\n"
-    "Reading statistics from a shared store is not offered: the numbers come from\n"
-    "running processes only.\n"
+    "Without --endpoint or --store: telemetry.stats_store of the configuration if\n"
+    "set, else its telemetry.metrics_host/metrics_port if set, else every Redis\n"
+    "and PostgreSQL store it configures.\n"
     "\n"
-    "exit status: 0 every endpoint read, 1 an endpoint did not answer or sent\n"
-    "malformed text (the others are still shown), 2 bad usage.\n";
+    "exit status: 0 every source read, 1 a source did not answer or sent malformed\n"
+    "text (the others are still shown) or no process reported, 2 bad usage.\n";
 
 double ToolStats::total_calls() const {
   double total = 0;
@@ -361,8 +370,54 @@ void OnInterrupt(int) { g_interrupted = 1; }
 
 }  // namespace
 
+namespace {
+
+// A store given to --store: a configured store's name or a URL.
+Result<StoreConfig> StatsStoreConfig(const std::string& given, const Config* config) {
+  auto scheme_is = [&](std::string_view scheme) { return given.starts_with(scheme); };
+  // A URL may hold a password: messages name the option, not the URL.
+  StoreConfig store;
+  store.name = "--store URL";
+  store.where = "the command line";
+  if (scheme_is("redis://") || scheme_is("rediss://") || scheme_is("valkey://")) {
+    store.type = StoreType::kRedis;
+    store.type_name = "redis";
+    store.redis.url = scheme_is("valkey://") ? "redis://" + given.substr(9) : given;
+    return store;
+  }
+  if (scheme_is("postgres://") || scheme_is("postgresql://")) {
+    store.type = StoreType::kPostgres;
+    store.type_name = "postgres";
+    store.postgres.conninfo = given;
+    return store;
+  }
+  if (config != nullptr) {
+    auto it = config->stores.find(given);
+    if (it != config->stores.end()) {
+      if (it->second.type != StoreType::kRedis && it->second.type != StoreType::kPostgres) {
+        return Status(StatusCode::kInvalidArgument,
+                      "store '" + given + "' is of type " + it->second.type_name +
+                          "; statistics are published to redis, valkey or postgres stores");
+      }
+      return it->second;
+    }
+  }
+  std::string known;
+  if (config != nullptr) {
+    for (const auto& [name, s] : config->stores) known += (known.empty() ? "" : ", ") + name;
+  }
+  return Status(
+      StatusCode::kInvalidArgument,
+      "--store '" + given +
+          "' is neither a configured store nor a redis://, valkey:// or postgres:// "
+          "URL" +
+          (known.empty() ? std::string(" (no store is configured)") : "; configured: " + known));
+}
+
+}  // namespace
+
 int StatsMain(const std::vector<std::string>& args) {
-  Options options({"--json", "-h", "--help"}, {"--endpoint", "--config"}, {"--watch"});
+  Options options({"--json", "-h", "--help"}, {"--endpoint", "--store", "--config"}, {"--watch"});
   if (std::string error = options.Parse(args); !error.empty()) {
     return UsageError(error, kStatsUsage);
   }
@@ -375,25 +430,61 @@ int StatsMain(const std::vector<std::string>& args) {
                       kStatsUsage);
   }
   std::vector<std::string> endpoints = options.All("--endpoint");
-  if (endpoints.empty()) {
-    Result<Config> config = LoadCliConfig(options.Get("--config"));
-    if (!config.ok()) return Fail(std::string(config.status().message()), kExitUsage);
-    if (config->telemetry.metrics_port == 0) {
-      return UsageError(
-          "no endpoint: give --endpoint http://HOST:PORT/metrics, or set "
-          "telemetry.metrics_port in the configuration",
-          kStatsUsage);
+  std::vector<std::string> store_names = options.All("--store");
+  if (!endpoints.empty() && !store_names.empty()) {
+    return UsageError("give --endpoint or --store, not both", kStatsUsage);
+  }
+
+  // Sources: the options, else the configuration.
+  std::optional<Config> config;
+  const bool store_urls_only = std::all_of(store_names.begin(), store_names.end(), [](auto& n) {
+    return n.find("://") != std::string::npos;
+  });
+  if (endpoints.empty() && (store_names.empty() || !store_urls_only)) {
+    Result<Config> loaded = LoadCliConfig(options.Get("--config"));
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()), kExitUsage);
+    config = std::move(loaded).value();
+    if (endpoints.empty() && store_names.empty()) {
+      if (!config->telemetry.stats_store.empty()) {
+        store_names.push_back(config->telemetry.stats_store);
+      } else if (config->telemetry.metrics_port != 0) {
+        std::string host = config->telemetry.metrics_host;
+        if (host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+        endpoints.push_back("http://" + host + ":" +
+                            std::to_string(config->telemetry.metrics_port) + "/metrics");
+      } else {
+        // Else every store of the file that can hold statistics.
+        for (const auto& [name, store] : config->stores) {
+          if (store.type == StoreType::kRedis || store.type == StoreType::kPostgres) {
+            store_names.push_back(name);
+          }
+        }
+        if (store_names.empty()) {
+          return UsageError(
+              "nothing to read: give --endpoint http://HOST:PORT/metrics or --store NAME|URL, "
+              "or set telemetry.stats_store or telemetry.metrics_port in the configuration",
+              kStatsUsage);
+        }
+      }
     }
-    std::string host = config->telemetry.metrics_host;
-    if (host == "0.0.0.0" || host == "::") host = "127.0.0.1";
-    endpoints.push_back("http://" + host + ":" + std::to_string(config->telemetry.metrics_port) +
-                        "/metrics");
   }
   for (std::string& e : endpoints) {
     if (!e.starts_with("http://") && !e.starts_with("https://")) e = "http://" + e;
     size_t scheme_end = e.find("://") + 3;
     if (e.find('/', scheme_end) == std::string::npos) e += "/metrics";
   }
+  std::vector<std::pair<std::string, std::unique_ptr<Store>>> stores;
+  for (const std::string& name : store_names) {
+    Result<StoreConfig> store_config = StatsStoreConfig(name, config ? &*config : nullptr);
+    if (!store_config.ok()) {
+      return UsageError(std::string(store_config.status().message()), kStatsUsage);
+    }
+    Result<std::unique_ptr<Store>> store = store_config->Open();
+    if (!store.ok()) return Fail(std::string(store.status().message()));
+    stores.emplace_back(name.find("://") == std::string::npos ? name : "--store URL",
+                        std::move(store).value());
+  }
+
   double interval = 0;
   const bool watch = options.Has("--watch");
   if (watch) {
@@ -427,6 +518,18 @@ int StatsMain(const std::vector<std::string>& args) {
         problems.push_back(url + ": " + std::string(s.message()));
       }
     }
+    for (const auto& [name, store] : stores) {
+      Result<std::vector<std::string>> snapshots = ReadPublishedStats(*store);
+      if (!snapshots.ok()) {
+        problems.push_back("store '" + name + "': " + std::string(snapshots.status().message()));
+        continue;
+      }
+      for (const std::string& text : *snapshots) {
+        if (Status s = AddPrometheusText(text, &stats); !s.ok()) {
+          problems.push_back("store '" + name + "': a snapshot: " + std::string(s.message()));
+        }
+      }
+    }
     std::string out;
     if (watch && colour) out += "\x1b[H\x1b[2J";
     out += options.Has("--json")
@@ -440,9 +543,11 @@ int StatsMain(const std::vector<std::string>& args) {
     std::fflush(stdout);
     if (!watch) {
       if (stats.processes == 0) {
-        return Fail(
-            "no metrics endpoint answered; is the agent running with "
-            "telemetry.metrics_port set?");
+        return Fail(stores.empty()
+                        ? "no metrics endpoint answered; is the agent running with "
+                          "telemetry.metrics_port set?"
+                        : "no live process has published statistics to the store; do the "
+                          "agents run with telemetry.stats_store set to it?");
       }
       return problems.empty() ? kExitOk : kExitFailed;
     }

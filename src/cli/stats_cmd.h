@@ -1,9 +1,10 @@
 // src/cli/stats_cmd.h
 //
 // `toolops stats`: what running agents saved and how their tools behave,
-// read from their metrics endpoints (Prometheus text, the names of the
-// metrics contract) and summed over endpoints: counters and histograms add,
-// a breaker's state is the worst any process reports.
+// read from their metrics endpoints or from the snapshots they publish to a
+// shared store (Prometheus text, the names of the metrics contract, either
+// way) and summed over processes: counters and histograms add, a breaker's
+// state is the worst any process reports.
 
 #ifndef TOOLOPS_CLI_STATS_CMD_H_
 #define TOOLOPS_CLI_STATS_CMD_H_
@@ -44,7 +45,7 @@ struct ToolStats {
 
 struct FleetStats {
   std::map<std::string, ToolStats> tools;
-  int processes = 0;  // Endpoints read.
+  int processes = 0;  // Endpoints and published snapshots read.
 };
 
 // Adds what `text` (Prometheus text exposition 0.0.4) says to *into.

@@ -156,4 +156,26 @@ TEST(ToolopsCliTest, ReplayWithWorkersAndBadStoresSaysWhatIsWrong) {
   EXPECT_EQ(down.out.find("secret"), std::string::npos) << down.out;
 }
 
+TEST(ToolopsCliTest, StatsFromAStoreThatCannotHoldThemIsBadUsage) {
+  toolops::testing::TempDir dir("toolops-cli-bin");
+  std::string config = dir.File("toolops.toml");
+  FILE* f = std::fopen(config.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("[stores.local]\ntype = \"memory\"\n", f);
+  std::fclose(f);
+  Outcome memory = Toolops("stats --config " + config + " --store local");
+  EXPECT_EQ(memory.code, 2) << memory.out;
+  EXPECT_NE(memory.out.find("is of type memory"), std::string::npos) << memory.out;
+  Outcome unknown = Toolops("stats --config " + config + " --store shared");
+  EXPECT_EQ(unknown.code, 2) << unknown.out;
+  EXPECT_NE(unknown.out.find("configured: local"), std::string::npos) << unknown.out;
+  Outcome both = Toolops("stats --endpoint http://127.0.0.1:1 --store redis://127.0.0.1:1");
+  EXPECT_EQ(both.code, 2) << both.out;
+  // A store that does not answer: a failure, not a usage error, without
+  // the URL (it may hold a password) in the message.
+  Outcome down = Toolops("stats --store redis://:s3cret@127.0.0.1:1/0");
+  EXPECT_EQ(down.code, 1) << down.out;
+  EXPECT_EQ(down.out.find("s3cret"), std::string::npos) << down.out;
+}
+
 }  // namespace

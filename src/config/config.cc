@@ -22,6 +22,8 @@
 
 #include <toml++/toml.h>
 
+#include "base/format.h"
+
 extern char** environ;
 
 namespace toolops {
@@ -462,6 +464,10 @@ const std::vector<TelemetryField>& TelemetryFields() {
        65535},
       {"otlp_endpoint", Kind::kString, [](T* t, const V& v) { t->otlp_endpoint = v.s; }},
       {"sampling_ratio", Kind::kDouble, [](T* t, const V& v) { t->sampling_ratio = v.d; }},
+      {"record_arguments", Kind::kBool, [](T* t, const V& v) { t->record_arguments = v.b; }},
+      {"service_name", Kind::kString, [](T* t, const V& v) { t->service_name = v.s; }},
+      {"stats_store", Kind::kString, [](T* t, const V& v) { t->stats_store = v.s; }},
+      {"stats_interval", Kind::kDuration, [](T* t, const V& v) { t->stats_interval = v.duration; }},
       {"log_format", Kind::kEnum, [](T* t, const V& v) { t->log_format = v.s; }, {"json", "text"}},
       {"log_level",
        Kind::kEnum,
@@ -920,12 +926,39 @@ void Reader::Read(const toml::table& root, Config* config) {
                                  std::to_string(v.d));
                return;
              }
+             if (f.name == "stats_interval" && !(v.duration >= std::chrono::milliseconds(100) &&
+                                                 v.duration <= std::chrono::hours(1))) {
+               errors_.push_back(where +
+                                 ": telemetry.stats_interval: expected a duration from 100ms "
+                                 "to 1h, got " +
+                                 FormatDuration(v.duration));
+               return;
+             }
              f.set(&config->telemetry, v);
+             config->telemetry.set_at[f.name] = where;
            });
     } else {
       errors_.push_back(Where(node, section) + ": " + section + ": unknown section" +
                         DidYouMean(section, {"stores", "tools", "telemetry"}) +
                         "; known sections: stores, tools, telemetry");
+    }
+  }
+
+  // Statistics go to a store of this file that other processes can read.
+  const TelemetryConfig& telemetry = config->telemetry;
+  if (!telemetry.stats_store.empty()) {
+    const std::string& where = telemetry.set_at.at("stats_store");
+    auto it = config->stores.find(telemetry.stats_store);
+    if (it == config->stores.end()) {
+      std::vector<std::string> names;
+      for (const auto& [name, store] : config->stores) names.push_back(name);
+      errors_.push_back(where + ": telemetry.stats_store: no store '" + telemetry.stats_store +
+                        "' is configured; name a [stores.NAME] of type redis, valkey or postgres" +
+                        DidYouMean(telemetry.stats_store, names));
+    } else if (it->second.type != StoreType::kRedis && it->second.type != StoreType::kPostgres) {
+      errors_.push_back(where + ": telemetry.stats_store: store '" + telemetry.stats_store +
+                        "' is of type " + it->second.type_name +
+                        "; statistics are published to a redis, valkey or postgres store");
     }
   }
 }

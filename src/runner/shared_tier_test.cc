@@ -25,18 +25,22 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli/stats_cmd.h"
 #include "postgres_server.h"
 #include "redis_server.h"
+#include "store/tag_index.h"
 #include "toolops/asio.h"
 #include "toolops/environment.h"
 #include "toolops/log.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
+#include "toolops/stats_publisher.h"
 #include "toolops/tool.h"
 
 namespace toolops {
@@ -117,6 +121,16 @@ class SharedServer {
     if (backend_ == Backend::kRedis)
       return {"--store", "redis", "--port", std::to_string(redis_->port())};
     return {"--store", "postgres", "--conninfo", postgres_->conninfo()};
+  }
+
+  // A configuration file's table for this server, as store NAME.
+  std::string StoreToml(const std::string& name) const {
+    if (backend_ == Backend::kRedis) {
+      return "[stores." + name +
+             "]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:" + std::to_string(redis_->port()) +
+             "/0\"\n";
+    }
+    return "[stores." + name + "]\ntype = \"postgres\"\nurl = \"" + postgres_->conninfo() + "\"\n";
   }
 
   void Stop() {
@@ -654,6 +668,155 @@ TEST_P(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap)
   std::sort(key_calls.begin(), key_calls.end(),
             [](const Interval& a, const Interval& b) { return a.start < b.start; });
   EXPECT_GE(key_calls[1].start, killed_at);
+}
+
+TEST_P(SharedTierTest, StatsPublishedByTwoProcessesAreSummedAndADeadOneDropsOut) {
+  TempDir dir("toolops-workers");
+  auto worker = [&](const std::string& tool, int calls, int keys, int stats_ms,
+                    const std::string& out) {
+    std::vector<std::string> argv = {TOOLOPS_SHARED_WORKER};
+    for (const std::string& flag : server_.WorkerFlags()) argv.push_back(flag);
+    for (const std::string& flag :
+         {std::string("--tool"), tool, std::string("--calls"), std::to_string(calls),
+          std::string("--keys"), std::to_string(keys), std::string("--upstream-ms"),
+          std::string("1"), std::string("--stats-ms"), std::to_string(stats_ms)}) {
+      argv.push_back(flag);
+    }
+    int status = testing::RunProgram(argv, dir.File(out));
+    std::string text = ReadFileOrEmpty(dir.File(out));
+    EXPECT_EQ(status, 0) << text;
+    return text;
+  };
+  // Two processes of one tool whose snapshots live a minute, and one of
+  // another tool whose snapshot lives 3 x 300 ms.
+  std::string a = worker("stats_search", 30, 6, 20'000, "a.out");
+  std::string b = worker("stats_search", 20, 6, 20'000, "b.out");
+  std::string c = worker("stats_short", 10, 2, 300, "c.out");
+  int upstream = std::atoi(Field(a, "upstream").c_str()) + std::atoi(Field(b, "upstream").c_str());
+  EXPECT_NE(Field(a, "stats"), Field(b, "stats"));
+
+  Result<std::unique_ptr<Store>> store = server_.OpenStore({});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Result<std::vector<std::string>> snapshots = ReadPublishedStats(**store);
+  ASSERT_TRUE(snapshots.ok()) << snapshots.status().ToString();
+  cli::FleetStats fleet;
+  for (const std::string& text : *snapshots) ASSERT_TRUE(cli::AddPrometheusText(text, &fleet).ok());
+  // c's snapshot may already have expired on a slow machine.
+  ASSERT_GE(fleet.processes, 2);
+  const cli::ToolStats& search = fleet.tools["stats_search"];
+  EXPECT_DOUBLE_EQ(search.total_calls(), 50);
+  EXPECT_DOUBLE_EQ(search.upstream_calls, upstream);
+
+  // The short-lived snapshot drops out; the others stay.
+  auto until = std::chrono::steady_clock::now() + seconds(20);
+  while (true) {
+    snapshots = ReadPublishedStats(**store);
+    ASSERT_TRUE(snapshots.ok()) << snapshots.status().ToString();
+    if (snapshots->size() == 2) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << snapshots->size() << " snapshots";
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+
+  // The command sums the same, from a configured store by name.
+  std::string config = dir.File("toolops.toml");
+  {
+    FILE* f = std::fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(server_.StoreToml("fleet").c_str(), f);
+    std::fclose(f);
+  }
+  int status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "stats", "--config", config, "--store", "fleet", "--json"},
+      dir.File("stats.json"));
+  std::string out = ReadFileOrEmpty(dir.File("stats.json"));
+  ASSERT_EQ(status, 0) << out;
+  nlohmann::json json = nlohmann::json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(json.at("processes"), 2) << out;
+  EXPECT_EQ(json.at("tools").at("stats_search").at("calls"), 50) << out;
+  EXPECT_EQ(json.at("tools").at("stats_search").at("upstream_calls"), upstream) << out;
+  EXPECT_FALSE(json.at("tools").contains("stats_short")) << out;
+}
+
+TEST_P(SharedTierTest, EntriesTaggedByTheirCallsAreInvalidatedFromAnotherProcess) {
+  Result<std::unique_ptr<Store>> opened = server_.OpenStore({});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  CallTagIndex* index = CallTagIndexOf(store);
+  ASSERT_NE(index, nullptr);
+  const std::string k1(
+      "tagged\0"
+      "1\0"
+      "paris",
+      14),
+      k2("tagged\0"
+         "1\0"
+         "rome",
+         13),
+      k3("tagged\0"
+         "1\0"
+         "oslo",
+         13);
+  TimePoint now = RealClock()->Now();
+  StoredValue value{Bytes::Copy("answer"), now + seconds(60), now + seconds(60)};
+  for (const std::string* k : {&k1, &k2, &k3}) {
+    ASSERT_TRUE(store.Put(KeyRef::Of(*k), value, now).ok());
+  }
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(k1), {"city:paris", "europe"}, seconds(60)).ok());
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(k2), {"europe"}, seconds(60)).ok());
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(k2), {"europe"}, seconds(60)).ok());  // Twice: harmless.
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(k3), {"city:oslo"}, seconds(60)).ok());
+  EXPECT_EQ(index->TagEntry(KeyRef::Of(k3), {""}, seconds(60)).code(),
+            StatusCode::kInvalidArgument);
+
+  Result<size_t> erased = index->EraseTagged("europe");
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  EXPECT_EQ(*erased, 2u);
+  EXPECT_FALSE(store.Get(KeyRef::Of(k1), RealClock()->Now()).has_value());
+  EXPECT_FALSE(store.Get(KeyRef::Of(k2), RealClock()->Now()).has_value());
+  EXPECT_TRUE(store.Get(KeyRef::Of(k3), RealClock()->Now()).has_value());
+  EXPECT_EQ(index->EraseTagged("europe").value(), 0u);      // The record went with them.
+  EXPECT_EQ(index->EraseTagged("city:paris").value(), 0u);  // Its entry is gone already.
+
+  // The command, in another process, erases by the same tag.
+  TempDir dir("toolops-tags");
+  std::string config = dir.File("toolops.toml");
+  {
+    FILE* f = std::fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(server_.StoreToml("fleet").c_str(), f);
+    std::fclose(f);
+  }
+  int status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "invalidate", "--config", config, "--tag", "city:oslo"},
+      dir.File("out"));
+  std::string out = ReadFileOrEmpty(dir.File("out"));
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("fleet: removed 1 entry"), std::string::npos) << out;
+  EXPECT_FALSE(store.Get(KeyRef::Of(k3), RealClock()->Now()).has_value());
+  status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "invalidate", "--config", config, "--tag", "city:oslo"},
+      dir.File("again"));
+  EXPECT_EQ(status, 1) << ReadFileOrEmpty(dir.File("again"));  // Nothing carries it now.
+
+  // A tag of the whole tool (recorded when a tool with static tags is
+  // wrapped) reaches every entry of the tool through the same command.
+  now = RealClock()->Now();
+  for (const std::string* k : {&k1, &k2}) {
+    ASSERT_TRUE(store.Put(KeyRef::Of(*k), value, now).ok());
+  }
+  ASSERT_TRUE(RecordToolTags(store,
+                             std::string("tagged\0"
+                                         "1\0",
+                                         9),
+                             {"whole"})
+                  .ok());
+  status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "invalidate", "--config", config, "--tag", "whole"}, dir.File("whole"));
+  out = ReadFileOrEmpty(dir.File("whole"));
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("fleet: removed 2 entries"), std::string::npos) << out;
+  EXPECT_FALSE(store.Get(KeyRef::Of(k1), RealClock()->Now()).has_value());
+  EXPECT_FALSE(store.Get(KeyRef::Of(k2), RealClock()->Now()).has_value());
 }
 
 }  // namespace

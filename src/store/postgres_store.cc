@@ -68,7 +68,9 @@
 #include "base/mutex.h"
 #include "store/envelope.h"
 #include "store/store_health.h"
+#include "store/tag_index.h"
 #include "toolops/log.h"
+#include "toolops/stats_publisher.h"
 
 namespace toolops {
 namespace {
@@ -125,6 +127,7 @@ enum Statement : int {
   kFinishLease,
   kWaitState,
   kPurgeLeases,
+  kReadTool,
   kStatementCount,
 };
 
@@ -240,7 +243,22 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
      " LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at < {now} - $1",
      2,
      {kInt8Oid, kInt8Oid}},
+    // Every entry of one tool ($1) not expired at $2 (Unix ns): the
+    // statistics snapshots.
+    {"toolops_read_tool",
+     "SELECT envelope FROM {t} WHERE tool = $1 AND stale_until > $2",
+     2,
+     {kTextOid, kInt8Oid}},
 }};
+
+// Statistics snapshots are entries of a tool of their own (name and version,
+// each NUL-terminated, as a tool's key prefix), one per process, so that
+// they expire and are purged like entries and one indexed query reads them
+// all.
+constexpr std::string_view kStatsToolPrefix{
+    "toolops.stats\0"
+    "1\0",
+    16};
 
 // The server's clock, in Unix microseconds: the clock of every lease.
 constexpr std::string_view kServerNow = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
@@ -759,7 +777,10 @@ int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
+class PostgresStoreImpl final : public PostgresStore,
+                                public FlightCoordinator,
+                                public StatsBoard,
+                                public CallTagIndex {
  public:
   PostgresStoreImpl(const PostgresStoreOptions& options, Clock* clock, UnixClock unix_clock,
                     Config config)
@@ -919,6 +940,90 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator {
   std::string_view name() const override { return name_; }
 
   FlightCoordinator* coordinator() override { return this; }
+
+  // StatsBoard ---------------------------------------------------------------
+
+  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) override {
+    std::string key(kStatsToolPrefix);
+    key += process;
+    TimePoint now = clock_->Now();
+    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
+    return Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
+  }
+
+  Result<std::vector<std::string>> Snapshots() override {
+    return ReadToolValues(kStatsToolPrefix, "reading statistics failed");
+  }
+
+  // CallTagIndex -------------------------------------------------------------
+  //
+  // A tag's index is rows under the tool prefix CallTagPrefix(tag), one per
+  // tagged entry, whose value is the entry's digest.
+
+  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) override {
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
+    }
+    TimePoint now = clock_->Now();
+    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
+    for (const std::string& tag : tags) {
+      if (Status s = CheckTag(tag); !s.ok()) return s;
+      std::string row = CallTagPrefix(tag) + digest;
+      if (Status s = Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
+          !s.ok()) {
+        return s;
+      }
+    }
+    return Status();
+  }
+
+  Result<size_t> EraseTagged(std::string_view tag) override {
+    if (Status s = CheckTag(tag); !s.ok()) return s;
+    std::string prefix = CallTagPrefix(tag);
+    Result<std::vector<std::string>> digests = ReadToolValues(prefix, "reading a tag failed");
+    if (!digests.ok()) return digests.status();
+    size_t erased = 0;
+    for (const std::string& digest : *digests) {
+      if (!digest.starts_with(namespace_begin_)) continue;  // Not a digest of this namespace.
+      Result<bool> gone = EraseDigest(digest);
+      if (!gone.ok()) return gone.status();
+      erased += gone.value() ? 1 : 0;
+    }
+    (void)EraseByPrefix(prefix);
+    return erased;
+  }
+
+  // The values of the entries under tool prefix `prefix` that have not
+  // expired.
+  Result<std::vector<std::string>> ReadToolValues(std::string_view prefix, const char* failure) {
+    std::string tool = StoreToolDigest(namespace_, prefix);
+    if (tool.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
+    }
+    Params params;
+    params.Text(tool);
+    params.Int8(unix_clock_());
+    Result<PgResult> result = Run(kReadTool, params);
+    if (!result.ok()) return Failed(result.status().WithContext(failure));
+    const PGresult* rows = result->get();
+    std::vector<std::string> snapshots;
+    TimePoint now = clock_->Now();
+    int64_t unix_now = unix_clock_();
+    for (int i = 0; i < PQntuples(rows); ++i) {
+      std::string_view raw(PQgetvalue(rows, i, 0), static_cast<size_t>(PQgetlength(rows, i, 0)));
+      EnvelopeResult decoded = DecodeEnvelope(raw, *clock_, unix_now);
+      if (!decoded.ok()) {
+        corrupt_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (decoded.value->stale_until <= now) continue;
+      snapshots.emplace_back(decoded.value->value.view());
+    }
+    return snapshots;
+  }
 
   PostgresStoreCounters counters() const override {
     PostgresStoreCounters counters;

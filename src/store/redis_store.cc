@@ -24,7 +24,9 @@
 #include "store/envelope.h"
 #include "store/redis_connection.h"
 #include "store/store_health.h"
+#include "store/tag_index.h"
 #include "toolops/log.h"
+#include "toolops/stats_publisher.h"
 
 namespace toolops {
 namespace {
@@ -77,6 +79,54 @@ redis.call('DEL', KEYS[1])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
+)lua";
+
+// Statistics: one hash per namespace, a field per process holding
+// "<expires unix ms> <snapshot>", expiry read on the server's clock. The hash
+// itself lives as long as its newest snapshot.
+constexpr std::string_view kPublishStatsScript = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + ttl) .. ' ' .. ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+)lua";
+
+// Every snapshot not expired; expired fields are deleted on the way.
+constexpr std::string_view kReadStatsScript = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local space = string.find(v, ' ', 1, true)
+  local expires = space and tonumber(string.sub(v, 1, space - 1)) or 0
+  if expires > now then
+    live[#live + 1] = string.sub(v, space + 1)
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return live
+)lua";
+
+// A tag's index of single-call entries: a set of value key names whose own
+// TTL is extended to the longest-lived member's.
+constexpr std::string_view kTagEntryScript = R"lua(
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+)lua";
+
+// Takes the set (its members, and deletes it) in one step, so that a
+// member added meanwhile is either taken or survives with its set.
+constexpr std::string_view kTakeTagScript = R"lua(
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return members
 )lua";
 
 constexpr int kSlots = 16384;
@@ -288,13 +338,16 @@ struct EntryNames {
 };
 
 bool IsCompanionKey(std::string_view key) {
-  return key.ends_with(":lease") || key.ends_with(":fence") || key.ends_with(":err");
+  return key.ends_with(":lease") || key.ends_with(":fence") || key.ends_with(":err") ||
+         key.ends_with(":stats") || key.ends_with(":tagged");
 }
 
 class RedisStoreImpl final : public RedisStore,
                              public FlightCoordinator,
                              public BreakerBus,
-                             public SemanticBus {
+                             public SemanticBus,
+                             public StatsBoard,
+                             public CallTagIndex {
  public:
   RedisStoreImpl(RedisStoreOptions options, Clock* clock, UnixClock unix_clock,
                  redis::TlsContext tls)
@@ -463,6 +516,102 @@ class RedisStoreImpl final : public RedisStore,
   FlightCoordinator* coordinator() override { return this; }
   BreakerBus* breaker_bus() override { return this; }
   SemanticBus* semantic_bus() override { return this; }
+
+  // StatsBoard ---------------------------------------------------------------
+
+  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) override {
+    const std::string key = StatsKey();
+    std::string ttl_ms = Millis(std::max<Duration>(ttl, std::chrono::milliseconds(1)));
+    std::vector<Reply> replies;
+    if (Status s = Execute(
+            key, {{"EVAL", kPublishStatsScript, "1", key, process, snapshot, ttl_ms}}, &replies);
+        !s.ok()) {
+      return s;
+    }
+    if (replies[0].is_error()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "publishing statistics answered " + replies[0].Describe());
+    }
+    return Status();
+  }
+
+  Result<std::vector<std::string>> Snapshots() override {
+    const std::string key = StatsKey();
+    std::vector<Reply> replies;
+    if (Status s = Execute(key, {{"EVAL", kReadStatsScript, "1", key}}, &replies); !s.ok()) {
+      return s;
+    }
+    const Reply& r = replies[0];
+    if (!r.is_array()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "reading statistics answered " + r.Describe());
+    }
+    std::vector<std::string> snapshots;
+    snapshots.reserve(r.size());
+    for (size_t i = 0; i < r.size(); ++i) snapshots.emplace_back(r[i].str());
+    return snapshots;
+  }
+
+  std::string StatsKey() const { return options_.key_namespace + ":stats"; }
+
+  // CallTagIndex -------------------------------------------------------------
+
+  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) override {
+    std::string digest = StoreKeyDigest(options_.key_namespace, key.bytes);
+    if (digest.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name, "cannot compute a key digest");
+    }
+    EntryNames names(digest);
+    std::string ttl_ms = Millis(std::max<Duration>(ttl, std::chrono::milliseconds(1)));
+    for (const std::string& tag : tags) {
+      if (Status s = CheckTag(tag); !s.ok()) return s;
+      std::string set = TagSetKey(tag);
+      if (set.empty()) return StoreError(StatusCode::kUnavailable, options_.name, "no tag digest");
+      std::vector<Reply> replies;
+      if (Status s =
+              Execute(set, {{"EVAL", kTagEntryScript, "1", set, names.value, ttl_ms}}, &replies);
+          !s.ok()) {
+        return s;
+      }
+      if (replies[0].is_error()) {
+        Failed();
+        return StoreError(StatusCode::kUnavailable, options_.name,
+                          "tagging an entry answered " + replies[0].Describe());
+      }
+    }
+    return Status();
+  }
+
+  Result<size_t> EraseTagged(std::string_view tag) override {
+    if (Status s = CheckTag(tag); !s.ok()) return s;
+    std::string set = TagSetKey(tag);
+    if (set.empty()) return StoreError(StatusCode::kUnavailable, options_.name, "no tag digest");
+    std::vector<Reply> replies;
+    if (Status s = Execute(set, {{"EVAL", kTakeTagScript, "1", set}}, &replies); !s.ok()) return s;
+    if (!replies[0].is_array()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, options_.name,
+                        "taking a tag answered " + replies[0].Describe());
+    }
+    std::vector<std::string> members;
+    for (size_t i = 0; i < replies[0].size(); ++i) members.emplace_back(replies[0][i].str());
+    size_t erased = 0;
+    for (const std::string& member : members) {
+      std::vector<Reply> unlinked;
+      if (Status s = Execute(member, {{"UNLINK", member}}, &unlinked); !s.ok()) return s;
+      if (unlinked[0].is_integer()) erased += static_cast<size_t>(unlinked[0].integer());
+    }
+    return erased;
+  }
+
+  // "ns:<tag digest>:tagged", or "" when the digest cannot be computed.
+  std::string TagSetKey(std::string_view tag) const {
+    std::string tool = StoreToolDigest(options_.key_namespace, CallTagPrefix(tag));
+    return tool.empty() ? "" : tool + ":tagged";
+  }
 
   // SemanticBus --------------------------------------------------------------
 

@@ -78,6 +78,23 @@ Status RecordToolTags(Store& store, std::string_view tool_prefix,
   return Status();
 }
 
+CallTagIndex* CallTagIndexOf(Store& store) { return dynamic_cast<CallTagIndex*>(&store); }
+
+std::string CallTagPrefix(std::string_view tag) {
+  std::string prefix("toolops.tag\0", 12);
+  prefix += tag;
+  prefix.push_back('\0');
+  return prefix;
+}
+
+Status CheckTag(std::string_view tag) {
+  if (tag.empty()) return Status(StatusCode::kInvalidArgument, "a cache tag must not be empty");
+  if (tag.find('\0') != std::string_view::npos) {
+    return Status(StatusCode::kInvalidArgument, "a cache tag must not hold a NUL byte");
+  }
+  return Status();
+}
+
 std::vector<std::string> TaggedToolPrefixes(Store& store, std::string_view tag, Clock* clock) {
   std::vector<std::string> prefixes;
   const std::string key = TagRecordKey(tag);

@@ -9,8 +9,12 @@
 //
 // Recording is a read-modify-write of one entry: two processes recording
 // different tools under one tag at the same instant may lose one of them
-// until that tool is wrapped again. Tags of single calls (tags computed from
-// arguments) are not recorded here; they stay in the process that saw them.
+// until that tool is wrapped again.
+//
+// Tags of single calls (tags computed from arguments) are recorded per
+// entry by stores that offer a CallTagIndex (Redis, PostgreSQL): the index
+// lists, under the tag, the digests of the tagged entries (never raw keys),
+// and lives as long as the entries it lists.
 //
 // Thread-safe as the store is.
 
@@ -42,6 +46,35 @@ Status RecordToolTags(Store& store, std::string_view tool_prefix,
 // the store cannot be read).
 std::vector<std::string> TaggedToolPrefixes(Store& store, std::string_view tag,
                                             Clock* clock = RealClock());
+
+// Entries tagged one call at a time, so that another process can erase
+// them by tag. Each call is bounded by the store's timeouts.
+class CallTagIndex {
+ public:
+  virtual ~CallTagIndex() = default;
+
+  // Records that the entry of `key` carries each of `tags`, for `ttl` (at
+  // least the entry's life, stale windows included). A tag must not be
+  // empty or hold a NUL byte (InvalidArgument). Unavailable when the store
+  // is down or failed. Recording an entry twice is harmless.
+  virtual Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags,
+                          Duration ttl) = 0;
+
+  // Erases every entry recorded under `tag`, and the tag's record. Returns
+  // how many entries were there; Unavailable when the store failed.
+  virtual Result<size_t> EraseTagged(std::string_view tag) = 0;
+};
+
+// The store's CallTagIndex, or null when it has none (memory, SQLite).
+CallTagIndex* CallTagIndexOf(Store& store);
+
+// InvalidArgument unless `tag` is a usable tag (not empty, no NUL byte).
+Status CheckTag(std::string_view tag);
+
+// The tool prefix under which stores keep the index of `tag`'s entries
+// ("toolops.tag", NUL, the tag, NUL), so that its digest names the tag
+// without it leaving the process in clear.
+std::string CallTagPrefix(std::string_view tag);
 
 }  // namespace toolops
 

@@ -12,7 +12,9 @@
 // "E <key> <pid> <unix ns>" when it ends to --record (O_APPEND, one write
 // each), so that the test can check that calls for a key never overlapped
 // across processes. --hold-ms makes the upstream call of key 0 hang that
-// long (to be killed mid-call).
+// long (to be killed mid-call). --stats-ms N publishes the process's metrics
+// to the shared store once the calls are done (a StatsPublisher with an
+// interval of N ms, so the snapshot lives 3N ms) and prints "stats=<id>".
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@
 #include "toolops/environment.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
+#include "toolops/stats_publisher.h"
 #include "toolops/store.h"
 #include "toolops/tool.h"
 
@@ -55,6 +58,7 @@ struct Flags {
   int deadline_ms = 0;
   std::string record;
   std::string tool = "search";
+  int stats_ms = 0;
 };
 
 Flags Parse(int argc, char** argv) {
@@ -88,6 +92,8 @@ Flags Parse(int argc, char** argv) {
       f.record = value;
     else if (name == "--tool")
       f.tool = value;
+    else if (name == "--stats-ms")
+      f.stats_ms = std::stoi(value);
     else {
       std::fprintf(stderr, "unknown flag %s\n", name.c_str());
       std::exit(2);
@@ -187,6 +193,15 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(s[toolops::Counter::kRemoteCoalesced]),
       static_cast<unsigned long long>(s[toolops::Counter::kSharedHits]),
       static_cast<unsigned long long>(s[toolops::Counter::kFreshHit]));
+  if (flags.stats_ms > 0) {
+    auto publisher = toolops::StatsPublisher::Start(stores.Get("shared").value(),
+                                                    std::chrono::milliseconds(flags.stats_ms));
+    if (!publisher.ok() || (*publisher)->published() != 1) {
+      std::fprintf(stderr, "publishing statistics failed\n");
+      return 1;
+    }
+    std::printf("stats=%s\n", (*publisher)->process_id().c_str());
+  }
   std::fflush(stdout);
   return failed.load() == 0 && wrong.load() == 0 ? 0 : 1;
 }
