@@ -944,6 +944,10 @@ struct FrontSlot {
   uint32_t last_use = 0;      // The thread's use counter at its last hit or fill.
   std::string key;
   Bytes value;
+  // Spare references to value's buffer, so that a hit hands one out (and
+  // gets it back when the caller drops it on this thread) without an atomic
+  // operation. Declared after value: given back before value lets go.
+  SpareRefs spare;
 };
 constexpr size_t kFrontSlots = 256;
 // Larger entries are not kept, so that a thread pins at most
@@ -1028,7 +1032,7 @@ bool MemoryStore::GetFresh(const KeyRef& key, TimePoint now, Bytes* out) {
   int64_t now_ns = ToNs(now);
   FrontCache& cache = ThreadFront();
   if (FrontSlot* front = FrontHit(cache, key, hash, shard, now_ns, /*fresh_only=*/true)) {
-    *out = front->value;
+    *out = front->spare.Take(front->value);
     return true;
   }
   return false;  // Get() looks in the shard and fills the front cache.
@@ -1040,7 +1044,8 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
   int64_t now_ns = ToNs(now);
   FrontCache& cache = ThreadFront();
   if (FrontSlot* front = FrontHit(cache, key, hash, shard, now_ns, /*fresh_only=*/false)) {
-    return StoredValue{front->value, FromNs(front->fresh_ns), FromNs(front->stale_ns)};
+    return StoredValue{front->spare.Take(front->value), FromNs(front->fresh_ns),
+                       FromNs(front->stale_ns)};
   }
   size_t base = FrontSetFor(hash);
   FrontSlot* set = &cache.slots[base];
@@ -1071,6 +1076,7 @@ std::optional<StoredValue> MemoryStore::Get(const KeyRef& key, TimePoint now) {
     front.pending_hits = 0;
     front.last_use = ++cache.uses;
     front.key.assign(key.bytes);
+    front.spare.Release();
     front.value = found->value;
   }
   return found;
