@@ -80,7 +80,7 @@ TEST(SpareRefsTest, HandedOutReferencesOutliveTheSparesAndTheSource) {
       EXPECT_EQ(b.data(), source.data());
       if (i % 3 == 0) kept.push_back(std::move(b));  // The others come back to the spares.
     }
-    Bytes copy = kept.back();  // Copies count through the shared count.
+    Bytes copy = kept.back();                       // Copies count through the shared count.
     EXPECT_EQ(spares.Take(other).view(), "other");  // Rebinds: the spares of source go back.
     kept.push_back(spares.Take(source));
     EXPECT_EQ(spares.Take(Bytes()).view(), "");

@@ -706,8 +706,8 @@ TEST_F(ToolTest, ToolsTakingTurnsOnOneThreadKeepTheirOwnKeyPrefixes) {
   policy.cache.store = "recording";
   auto wrap = [&](std::string name, std::string answer) {
     return Readonly(
-        {name, "1", {"q"}}, policy,
-        [answer](const std::string& q) { return answer + ":" + q; }, env_);
+        {name, "1", {"q"}}, policy, [answer](const std::string& q) { return answer + ":" + q; },
+        env_);
   };
   auto a = wrap("alpha", "a");
   auto b = wrap("beta_with_a_longer_name", "b");
