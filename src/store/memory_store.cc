@@ -1004,8 +1004,11 @@ MemoryShard& MemoryStore::ShardFor(uint64_t mixed_hash) const {
   return shards_[(mixed_hash >> kShardShift) & (shard_count_ - 1)];
 }
 
-inline FrontSlot* MemoryStore::FrontHit(FrontCache& cache, const KeyRef& key, uint64_t hash,
-                                        MemoryShard& shard, int64_t now_ns, bool fresh_only) {
+// Inlined into each caller, where fresh_only is a constant: the probe is
+// most of a hit, and a call would save and restore half the registers.
+[[gnu::always_inline]] inline FrontSlot* MemoryStore::FrontHit(FrontCache& cache, const KeyRef& key,
+                                                               uint64_t hash, MemoryShard& shard,
+                                                               int64_t now_ns, bool fresh_only) {
   size_t base = FrontSetFor(hash);
   for (size_t way = 0; way < kFrontWays; ++way) {
     if (cache.tags[base + way] != hash) continue;
