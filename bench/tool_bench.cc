@@ -14,6 +14,10 @@
 //
 //   BM_BaselineMapFindWide, BM_WrappedHitBytesWide
 //
+//   BM_HandOutShared       a copy and drop of one of 64 Bytes (two atomic updates)
+//   BM_HandOutSpare        the same through a SpareRefs per Bytes (what a
+//                          front-cache hit does)
+//
 //   BM_Stampede            64 threads, 100,000 calls over 10 keys, upstream 5 ms:
 //                          counter upstream_calls (target: exactly 10)
 //   BM_BudgetUnderOutage   100% upstream failure, 5 attempts allowed, 20% budget:
@@ -191,6 +195,37 @@ BENCHMARK(BM_WrappedHit)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_WrappedHitBytes(benchmark::State& state) { WrappedHit<Bytes>(state); }
 BENCHMARK(BM_WrappedHitBytes)->Threads(1)->Threads(2)->UseRealTime();
+
+std::vector<Bytes>& HandOutValues() {
+  static auto* values = [] {
+    auto* v = new std::vector<Bytes>();
+    for (int i = 0; i < 64; ++i) v->push_back(Bytes::Copy(Answer(Query(i))));
+    return v;
+  }();
+  return *values;
+}
+
+void BM_HandOutShared(benchmark::State& state) {
+  std::vector<Bytes>& values = HandOutValues();
+  size_t i = 0;
+  for (auto _ : state) {
+    Bytes b = values[i++ & 63];
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(BM_HandOutShared);
+
+void BM_HandOutSpare(benchmark::State& state) {
+  std::vector<Bytes>& values = HandOutValues();
+  std::vector<SpareRefs> spares(64);
+  size_t i = 0;
+  for (auto _ : state) {
+    size_t k = i++ & 63;
+    Bytes b = spares[k].Take(values[k]);
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(BM_HandOutSpare);
 
 void BM_Stampede(benchmark::State& state) {
   for (auto _ : state) {
