@@ -1,9 +1,9 @@
 // include/toolops/bytes.h
 //
 // Bytes: an immutable, reference-counted byte buffer. Cached values are held
-// as Bytes, so a cache hit hands out a reference (one atomic increment) and
-// never copies the payload. One allocation holds the count, the size and the
-// bytes.
+// as Bytes, so a cache hit hands out a reference (one atomic increment, or
+// none through SpareRefs) and never copies the payload. One allocation holds
+// the count, the size and the bytes.
 //
 // A Bytes object is a value: copy it freely. Different Bytes objects may be
 // used from different threads at once, even when they share one buffer. The
@@ -73,19 +73,6 @@ class Bytes {
   Rep* rep_ = nullptr;
 };
 
-// References to one buffer that one thread keeps in reserve: counted in the
-// buffer's shared count but held by no Bytes object yet. Take() hands one
-// out with no atomic operation (one atomic add refills kBatch at a time), and
-// when the Bytes last handed out by this thread is destroyed on this thread,
-// its reference comes back here instead of leaving the shared count. Copies
-// of the handed-out Bytes, and Bytes destroyed on other threads, count
-// through the shared count as usual.
-//
-// For a hot per-thread cache: the memory store's front cache keeps one per
-// slot, so that a repeated hit costs no atomic read-modify-write.
-//
-// Not thread-safe: a SpareRefs belongs to one thread, which alone may call
-// it and must destroy it (a thread_local, or an object of one).
 namespace internal {
 // The spares of the buffer this thread handed out last through a SpareRefs,
 // which a Bytes of that buffer dropped on this thread returns to (null when
@@ -107,6 +94,19 @@ inline void Bytes::Unref() {
   UnrefSlow();
 }
 
+// References to one buffer that one thread keeps in reserve: counted in the
+// buffer's shared count but held by no Bytes object yet. Take() hands one
+// out with no atomic operation (one atomic add refills kBatch at a time), and
+// when the Bytes last handed out by this thread is destroyed on this thread,
+// its reference comes back here instead of leaving the shared count. Copies
+// of the handed-out Bytes, and Bytes destroyed on other threads, count
+// through the shared count as usual.
+//
+// For a hot per-thread cache: the memory store's front cache keeps one per
+// slot, so that a repeated hit costs no atomic read-modify-write.
+//
+// Not thread-safe: a SpareRefs belongs to one thread, which alone may call
+// it and must destroy it (a thread_local, or an object of one).
 class SpareRefs {
  public:
   SpareRefs() = default;
