@@ -7,13 +7,20 @@ CPU time per operation is used for single-thread costs; throughput (items per
 second of wall time) for the scaling figure.
 
     python3 bench/core_figures.py [--build DIR] [--repetitions N] [--processes N] [--json FILE]
+                                  [--callgrind]
+
+With --callgrind it also counts instructions per hot-key call under valgrind's
+callgrind (the difference between N and 2N calls, divided by N, so that
+start-up and warm-up cancel out), which counts the same on a busy machine.
 """
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 
 
 def run(binary, bench_filter, repetitions, min_time="0.5"):
@@ -37,6 +44,18 @@ def run(binary, bench_filter, repetitions, min_time="0.5"):
     return rows
 
 
+def instructions(binary, kind, hits):
+    """Instructions per call of `tool_bench --hits=N --case=kind`."""
+    def count(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = subprocess.run(["valgrind", "--tool=callgrind",
+                                  f"--callgrind-out-file={os.path.join(tmp, 'callgrind.out')}",
+                                  binary, f"--hits={n}", f"--case={kind}"],
+                                 capture_output=True, text=True, check=True)
+            return int(re.search(r"Collected : (\d+)", run.stderr).group(1))
+    return (count(2 * hits) - count(hits)) / hits
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default="build")
@@ -44,6 +63,9 @@ def main():
     parser.add_argument("--processes", type=int, default=3,
                         help="separate runs of the hit benchmarks (each with its own hash seed)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions per hit under callgrind")
+    parser.add_argument("--hits", type=int, default=200_000, help="calls per callgrind run")
     args = parser.parse_args()
 
     tool_bench = os.path.join(args.build, "tool_bench")
@@ -86,6 +108,13 @@ def main():
         t1 = hits[f"{name}/real_time/threads:1"]["items_per_second"]
         t2 = hits[f"{name}/real_time/threads:2"]["items_per_second"]
         figure(f"control: {name} 2 threads / 1 thread", round(t2 / t1, 2), "-", True)
+
+    if args.callgrind:
+        base = instructions(tool_bench, "baseline", args.hits)
+        figure("instructions per call: baseline find", round(base), "-", True)
+        for kind, name in (("bytes", "BM_WrappedHitBytes"), ("string", "BM_WrappedHit")):
+            n = instructions(tool_bench, kind, args.hits)
+            figure(f"instructions per call: {name} (x baseline {n / base:.2f})", round(n), "-", True)
 
     stampede = run(tool_bench, "Stampede", 1)["BM_Stampede/iterations:1/real_time"]
     figure("stampede: upstream calls for 100,000 calls over 10 keys, 64 threads",

@@ -14,16 +14,25 @@
 //
 //   BM_BaselineMapFindWide, BM_WrappedHitBytesWide
 //
+//   BM_HandOutShared       a copy and drop of one of 64 Bytes (two atomic updates)
+//   BM_HandOutSpare        the same through a SpareRefs per Bytes (what a
+//                          front-cache hit does)
+//
 //   BM_Stampede            64 threads, 100,000 calls over 10 keys, upstream 5 ms:
 //                          counter upstream_calls (target: exactly 10)
 //   BM_BudgetUnderOutage   100% upstream failure, 5 attempts allowed, 20% budget:
 //                          counter attempts_per_call (target: <= 1.2 plus the floor)
 //
-// bench/core_figures.py runs this binary and prints the ratios.
+// bench/core_figures.py runs this binary and prints the ratios. For callgrind,
+// the binary also runs a fixed number of hot-key calls of one kind and exits:
+//
+//   tool_bench --hits=N --case=baseline|string|bytes
 
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -187,6 +196,37 @@ BENCHMARK(BM_WrappedHit)->Threads(1)->Threads(2)->UseRealTime();
 void BM_WrappedHitBytes(benchmark::State& state) { WrappedHit<Bytes>(state); }
 BENCHMARK(BM_WrappedHitBytes)->Threads(1)->Threads(2)->UseRealTime();
 
+std::vector<Bytes>& HandOutValues() {
+  static auto* values = [] {
+    auto* v = new std::vector<Bytes>();
+    for (int i = 0; i < 64; ++i) v->push_back(Bytes::Copy(Answer(Query(i))));
+    return v;
+  }();
+  return *values;
+}
+
+void BM_HandOutShared(benchmark::State& state) {
+  std::vector<Bytes>& values = HandOutValues();
+  size_t i = 0;
+  for (auto _ : state) {
+    Bytes b = values[i++ & 63];
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(BM_HandOutShared);
+
+void BM_HandOutSpare(benchmark::State& state) {
+  std::vector<Bytes>& values = HandOutValues();
+  std::vector<SpareRefs> spares(64);
+  size_t i = 0;
+  for (auto _ : state) {
+    size_t k = i++ & 63;
+    Bytes b = spares[k].Take(values[k]);
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(BM_HandOutSpare);
+
 void BM_Stampede(benchmark::State& state) {
   for (auto _ : state) {
     std::atomic<int> upstream{0};
@@ -252,7 +292,44 @@ void BM_BudgetUnderOutage(benchmark::State& state) {
 }
 BENCHMARK(BM_BudgetUnderOutage)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// --hits=N --case=...: N calls over the 64 hot keys of the first thread, and
+// exit (for callgrind: the difference between N and 2N calls is N calls).
+int CountHits(long n, std::string_view kind) {
+  std::vector<std::string> queries;
+  for (int i = 0; i < 64; ++i) queries.push_back(Query((i * 97) % kKeys));
+  size_t total = 0;
+  if (kind == "baseline") {
+    static auto* map = new std::unordered_map<std::string, std::shared_ptr<const std::string>>();
+    for (int i = 0; i < kKeys; ++i) {
+      map->emplace(Query(i), std::make_shared<const std::string>(Answer(Query(i))));
+    }
+    for (long i = 0; i < n; ++i) total += map->find(queries[i & 63])->second->size();
+  } else if (kind == "string") {
+    Tool<std::string(const std::string&)>& tool = SharedTool<std::string>();
+    for (long i = 0; i < n; ++i) total += tool(queries[i & 63]).size();
+  } else if (kind == "bytes") {
+    Tool<Bytes(const std::string&)>& tool = SharedTool<Bytes>();
+    for (long i = 0; i < n; ++i) total += tool(queries[i & 63]).size();
+  } else {
+    std::fprintf(stderr, "--case must be baseline, string or bytes\n");
+    return 2;
+  }
+  return total == static_cast<size_t>(n) * 100 ? 0 : 1;
+}
+
 }  // namespace
 }  // namespace toolops
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  long hits = -1;
+  std::string_view kind = "bytes";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--hits=", 7) == 0) hits = std::atol(argv[i] + 7);
+    if (std::strncmp(argv[i], "--case=", 7) == 0) kind = argv[i] + 7;
+  }
+  if (hits >= 0) return toolops::CountHits(hits, kind);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

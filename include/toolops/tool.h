@@ -133,36 +133,56 @@ struct FunctionTraits<R (C::*)(Args...) const noexcept> : FunctionTraits<R (*)(A
 
 // Key buffers reused per thread, one per nesting level (a tool may call
 // another wrapped tool on the same thread while its own key is in use).
-// Past kDepth levels, a lease owns a fresh string.
+// Past kDepth levels, a lease owns a fresh string. A buffer remembers whose
+// key prefix it starts with, so that the next call of the same tool on this
+// thread keeps the prefix instead of copying it again.
 class KeyBufferLease {
  public:
-  KeyBufferLease() : buffer_(Acquire()) {}
+  KeyBufferLease() : level_(Acquire()) {}
   ~KeyBufferLease() {
-    if (&buffer_ == &overflow_) return;
+    if (level_ == &overflow_) return;
     --Buffers().depth;
   }
   KeyBufferLease(const KeyBufferLease&) = delete;
   KeyBufferLease& operator=(const KeyBufferLease&) = delete;
-  std::string& get() { return buffer_; }
+
+  // The buffer, holding exactly `prefix`, the key prefix of the core with
+  // id `core_id` (ToolCore::id()). The caller may append to it.
+  std::string& StartKey(const std::string& prefix, uint64_t core_id) {
+    std::string& key = level_->buffer;
+    if (level_->core_id == core_id) {
+      key.erase(prefix.size());  // Only what was appended after the prefix goes.
+    } else {
+      key.assign(prefix);
+      level_->core_id = core_id;
+    }
+    return key;
+  }
 
  private:
   static constexpr size_t kDepth = 4;
+  struct Level {
+    std::string buffer;
+    // The core whose key prefix `buffer` starts with; 0 for none. Appending
+    // never changes the prefix, so this stays true until the next StartKey.
+    uint64_t core_id = 0;
+  };
   struct PerThread {
-    std::string buffers[kDepth];
+    Level levels[kDepth];
     size_t depth = 0;
   };
   static PerThread& Buffers() {
     thread_local PerThread per_thread;
     return per_thread;
   }
-  std::string& Acquire() {
+  Level* Acquire() {
     PerThread& t = Buffers();
-    if (t.depth == kDepth) return overflow_;
-    return t.buffers[t.depth++];
+    if (t.depth == kDepth) return &overflow_;
+    return &t.levels[t.depth++];
   }
 
-  std::string overflow_;
-  std::string& buffer_;
+  Level overflow_;
+  Level* const level_;
 };
 
 // kSemantic: a key parameter whose text is also matched by meaning.
@@ -244,6 +264,7 @@ class Tool<R(Args...)> {
         fn_(std::move(fn)),
         roles_(std::move(roles)),
         key_prefix_(&core_->key_prefix()),
+        core_id_(core_->id()),
         normalization_(core_->policy().cache.normalization),
         keyed_(core_->keyed()),
         semantic_(core_->semantic()) {}
@@ -266,8 +287,7 @@ class Tool<R(Args...)> {
     };
     if (!keyed_) return Decode(core_->Call(KeyRef{}, make_upstream));
     internal::KeyBufferLease lease;
-    std::string& key = lease.get();
-    key.assign(*key_prefix_);
+    std::string& key = lease.StartKey(*key_prefix_, core_id_);
     Status encoded = internal::AppendKeyArgs(&key, normalization_, roles_, args...);
     if (!encoded.ok()) return Decode(core_->CallWithoutKey(make_upstream));
     const KeyRef ref = KeyRef::Of(key);
@@ -346,6 +366,7 @@ class Tool<R(Args...)> {
   std::vector<internal::ParamRole> roles_;
   // Read once from the core, which outlives every copy of this handle.
   const std::string* key_prefix_;
+  uint64_t core_id_;
   TextNormalization normalization_;
   bool keyed_;
   bool semantic_;  // The policy matches some parameters by meaning.

@@ -83,6 +83,10 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   bool keyed() const;
   // The bytes every key of this tool starts with (tool name and version).
   const std::string& key_prefix() const;
+  // Unique for the life of the process (never reused by another core), so
+  // that a buffer known to start with this core's key prefix can be told
+  // apart from one left by a core that has since been destroyed.
+  uint64_t id() const { return id_; }
 
   // Runs one call, blocking. `key` is the full canonical key (ignored when
   // !keyed()). `make_upstream` is called at most once, only when the call must
@@ -141,6 +145,7 @@ class ToolCore : public std::enable_shared_from_this<ToolCore> {
   friend CallEngine& EngineOf(ToolCore& core);
   explicit ToolCore(std::unique_ptr<CallEngine> engine);
   std::unique_ptr<CallEngine> engine_;
+  const uint64_t id_;
 };
 
 }  // namespace toolops

@@ -30,6 +30,8 @@ Bytes Bytes::Copy(std::string_view data) {
   return out;
 }
 
+constinit thread_local internal::SpareReturn internal::spare_return;
+
 void Bytes::UnrefSlow() {
   // Acquire-release so that the last owner sees every write made before the
   // other owners let go (the usual reference-count rule).
@@ -38,6 +40,30 @@ void Bytes::UnrefSlow() {
     std::free(rep_);
   }
   rep_ = nullptr;
+}
+
+void SpareRefs::Refill(Bytes::Rep* rep) {
+  if (rep != rep_) {
+    Release();
+    rep_ = rep;
+  }
+  if (count_ == 0) {
+    rep_->refs.fetch_add(kBatch, std::memory_order_relaxed);
+    count_ = kBatch;
+  }
+}
+
+void SpareRefs::ReleaseSlow() {
+  if (internal::spare_return.count == &count_) internal::spare_return = internal::SpareReturn{};
+  if (count_ != 0) {
+    // The same release as the last owner's in Bytes::UnrefSlow.
+    if (rep_->refs.fetch_sub(count_, std::memory_order_acq_rel) == count_) {
+      rep_->~Rep();
+      std::free(rep_);
+    }
+  }
+  rep_ = nullptr;
+  count_ = 0;
 }
 
 namespace {

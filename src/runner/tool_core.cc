@@ -329,7 +329,12 @@ Result<std::shared_ptr<ToolCore>> ToolCore::Create(ToolSpec spec, ToolPolicy pol
   return core;
 }
 
-ToolCore::ToolCore(std::unique_ptr<CallEngine> engine) : engine_(std::move(engine)) {}
+namespace {
+std::atomic<uint64_t> next_core_id{1};
+}  // namespace
+
+ToolCore::ToolCore(std::unique_ptr<CallEngine> engine)
+    : engine_(std::move(engine)), id_(next_core_id.fetch_add(1, std::memory_order_relaxed)) {}
 ToolCore::~ToolCore() { internal::UnregisterTool(this); }
 
 bool ToolCore::TryFreshHit(const KeyRef& key, Bytes* out) { return engine_->TryFreshHit(key, out); }

@@ -698,5 +698,36 @@ TEST_F(ToolTest, NestedToolCallsOnOneThreadKeepTheirKeys) {
   EXPECT_EQ(inner_calls, 2);
 }
 
+// Calls of different tools take turns with one key buffer per thread, and a
+// tool wrapped after another was destroyed may get the same memory: every
+// key must still start with its own tool's prefix.
+TEST_F(ToolTest, ToolsTakingTurnsOnOneThreadKeepTheirOwnKeyPrefixes) {
+  ToolPolicy policy;
+  policy.cache.store = "recording";
+  auto wrap = [&](std::string name, std::string answer) {
+    return Readonly(
+        {name, "1", {"q"}}, policy, [answer](const std::string& q) { return answer + ":" + q; },
+        env_);
+  };
+  auto a = wrap("alpha", "a");
+  auto b = wrap("beta_with_a_longer_name", "b");
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(a("x"), "a:x");
+    EXPECT_EQ(b("x"), "b:x");
+    EXPECT_EQ(a("y"), "a:y");
+  }
+  for (int i = 0; i < 3; ++i) {
+    // Each new tool's first call misses, then hits its own entry.
+    auto c = wrap("gamma" + std::to_string(i), "c" + std::to_string(i));
+    EXPECT_EQ(c("x"), "c" + std::to_string(i) + ":x");
+    EXPECT_EQ(c("x"), "c" + std::to_string(i) + ":x");
+  }
+  for (const std::string& key : recording_->keys()) {
+    EXPECT_TRUE(key.starts_with(a.core().key_prefix()) || key.starts_with(b.core().key_prefix()) ||
+                key.starts_with("gamma"))
+        << key;
+  }
+}
+
 }  // namespace
 }  // namespace toolops

@@ -49,12 +49,13 @@ class MemoryStore final : public Store {
   // A hit shares the stored value buffer (no copy) and counts as a use of
   // the entry for eviction. An entry found expired is removed.
   //
-  // Each thread keeps a front cache of 256 recently hit entries (4-way set
+  // Each thread keeps a front cache of 256 recently hit entries (8-way set
   // associative by hash; values up to 4 KiB, keys up to 256 bytes). A repeated hit is served from
   // it without the shard lock while the shard has removed or replaced nothing since; it is reported
   // to the shard's recency and frequency in batches of 128 or more, skipped while the shard is busy
   // (the hits counter is exact). Otherwise takes one shard lock; allocates only to remember a new
-  // key in the front cache.
+  // key in the front cache. A front-cache hit hands out its reference from
+  // the slot's spares (SpareRefs), without an atomic operation.
   //
   // Memory: a thread pins at most 256 values (up to 4 KiB each, about 1 MiB)
   // that the store may already have evicted, until it hits other keys or

@@ -670,5 +670,37 @@ TEST(MemoryStoreFrontCacheTest, NeverServesReplacedErasedOrExpiredEntries) {
   EXPECT_EQ(store->Stats().hits, 9u);
 }
 
+// Front-cache hits hand out references from the slot's spares: the values
+// must stay whole after the slot takes another entry, after the thread that
+// hit them exits and after the store is gone.
+TEST(MemoryStoreFrontCacheTest, HitValuesOutliveTheirSlotTheirThreadAndTheStore) {
+  FakeClock clock;
+  TimePoint now = clock.Now();
+  auto store = MakeStore(Options(1000, 1 << 20, EvictionPolicy::kTinyLfu));
+  PutOrFail(*store, "k", "first", now);
+  std::vector<Bytes> kept;
+  std::thread reader([&] {
+    ASSERT_TRUE(store->Get(KeyRef::Of("k"), now).has_value());  // Fills the front cache.
+    for (int i = 0; i < 100; ++i) {
+      Bytes out;
+      ASSERT_TRUE(store->GetFresh(KeyRef::Of("k"), now, &out));
+      EXPECT_EQ(out.view(), "first");
+      if (i % 2 == 0) kept.push_back(std::move(out));
+    }
+    PutOrFail(*store, "k", "second", now);
+    std::optional<StoredValue> v = store->Get(KeyRef::Of("k"), now);  // Replaces the slot.
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->value.view(), "second");
+    Bytes out;
+    ASSERT_TRUE(store->GetFresh(KeyRef::Of("k"), now, &out));
+    kept.push_back(std::move(out));
+  });
+  reader.join();
+  store.reset();
+  ASSERT_EQ(kept.size(), 51u);
+  for (size_t i = 0; i + 1 < kept.size(); ++i) EXPECT_EQ(kept[i].view(), "first");
+  EXPECT_EQ(kept.back().view(), "second");
+}
+
 }  // namespace
 }  // namespace toolops
