@@ -28,7 +28,7 @@ MiniLM on a stratified sample of N QQP pairs instead of all of them), --no-teach
 text (scripts/model_corpus.py; apt-get install wordnet-base fortunes fortunes-min
 python3-doc), and each token's weight plus one linear map shared by all rows are
 fitted so that mean pooling reproduces the teacher's sentence vectors; then PCA to
---dims. The teacher's vectors are cached in --cache (slow: about 15 sentences a second
+--dims. The teacher's vectors are cached in --cache (slow: about 12 sentences a second
 on a loaded 2-core machine), as is the unreduced distillation it starts from.
 """
 
@@ -371,8 +371,8 @@ def learn_table(src: Path, orig_tok: Tokenizer, orig_vocab, args):
     m2v_config = {"model_type": "model2vec", "architectures": ["StaticModel"], "tokenizer_name": BASE_MODEL,
                   "apply_pca": args.dims, "sif_coefficient": SIF, "hidden_dim": args.dims, "seq_length": 1000000,
                   "normalize": True, "pooling": "mean"}
-    return SimpleNamespace(config=m2v_config), table, {"config": cfg, "counts": counts, "baseline": static_model(base, orig_tok, {"normalize": True}),
-                              "examples": labelled[:8]}
+    baseline = static_model(base, orig_tok, {"normalize": True})
+    return SimpleNamespace(config=m2v_config), table, {"config": cfg, "counts": counts, "baseline": baseline}
 
 
 # --------------------------------------------------------------------------- main
@@ -386,12 +386,12 @@ def main() -> None:
     ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--tokenlearn", action="store_true", help="fit the table on a generic corpus (see above)")
     ap.add_argument("--corpus-size", type=int, default=200000,
-                    help="sentences in the generic corpus (the teacher labels a prefix of --labelled)")
+                    help="sentences in the generic corpus (the teacher labels the first --labelled)")
     ap.add_argument("--labelled", type=int, default=38000, help="corpus sentences the fit uses")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--dims", type=int, default=PCA_DIMS)
     ap.add_argument("--center", action="store_true", help="centre the pooled vectors before the PCA")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TOOLOPS_MODEL_CACHE", "/work/cache-model")),
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TOOLOPS_MODEL_CACHE", Path.home() / ".cache" / "toolops-model")),
                     help="teacher vectors and the unreduced distillation (outside the repository)")
     args = ap.parse_args()
     if args.tokenlearn and args.dims < 1:
