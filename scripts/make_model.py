@@ -21,7 +21,15 @@ Set-up (a venv outside the repository; torch first so nothing pulls a CUDA build
 Run from the repository root:
   /work/venv-model/bin/python scripts/make_model.py
 Options: --no-sweep (skip the dims/dtype comparison), --teacher-pairs N (score the full
-MiniLM on a stratified sample of N QQP pairs instead of all of them).
+MiniLM on a stratified sample of N QQP pairs instead of all of them), --no-teacher.
+
+--tokenlearn fits the table instead of taking model2vec's distillation as it is
+(scripts/tokenlearn.py): the teacher embeds a generic corpus of Debian-packaged English
+text (scripts/model_corpus.py; apt-get install wordnet-base fortunes fortunes-min
+python3-doc), and each token's weight plus one linear map shared by all rows are
+fitted so that mean pooling reproduces the teacher's sentence vectors; then PCA to
+--dims. The teacher's vectors are cached in --cache (slow: about 12 sentences a second
+on a loaded 2-core machine), as is the unreduced distillation it starts from.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -61,6 +70,10 @@ from model2vec import StaticModel
 from model2vec.distill import distill_from_model
 from model2vec.distill.inference import apply_pca, compute_weights
 from model2vec.quantization import DType, quantize_embeddings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_corpus  # noqa: E402
+import tokenlearn  # noqa: E402
 
 SEED = 20240601
 TORCH_THREADS = 2
@@ -323,6 +336,45 @@ def pooled_ids(m: StaticModel, text: str) -> list[int]:
     return m.tokenize([cut])[0]
 
 
+# --------------------------------------------------------------------------- tokenlearn
+
+def learn_table(src: Path, orig_tok: Tokenizer, orig_vocab, args):
+    """The fitted table (original ids, float64) and what to record about it."""
+    seed_everything()
+    key = sha256(src / "model.safetensors")[:16]
+    raw_path = args.cache / f"distilled-{key}-raw.npy"
+    if not raw_path.exists():
+        raw_model = distill(src, pca_dims=None, quantize_to="float64", sif=None)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        np.save(raw_path, reindex(raw_model, raw_model.embedding, orig_vocab))
+        del raw_model
+    raw = np.load(raw_path)
+    # model2vec's SIF weights (Zipf estimate by rank), in the original ids
+    kept = np.flatnonzero(raw.any(axis=1))
+    weights0 = np.zeros(len(raw))
+    weights0[kept] = compute_weights(len(kept), sif_coefficient=SIF)
+    corpus, counts = model_corpus.build(SEED, args.corpus_size)
+    labelled = corpus[: args.labelled]
+    targets = tokenlearn.label(src, corpus, args.cache, n=args.labelled)
+    ids = tokenlearn.tokenize(orig_tok, labelled)
+    seed_everything()
+    fitted = tokenlearn.fit(raw, weights0, ids, targets, epochs=args.epochs, seed=SEED)
+    table = tokenlearn.project(fitted, ids[:20000], args.dims, args.center)
+    # the distillation as model2vec makes it (PCA on the rows, SIF), for the comparison
+    pca = apply_pca(raw[kept], args.dims) * weights0[kept][:, None]
+    base = np.zeros((len(raw), pca.shape[1]))
+    base[kept] = pca
+    cfg = {"teacher": BASE_MODEL, "corpus_sources": model_corpus.package_versions(),
+           "corpus_sentences": len(corpus), "labelled": len(labelled), "corpus_key": tokenlearn.corpus_key(corpus),
+           "epochs": args.epochs, "dims": args.dims, "center": bool(args.center), "seed": SEED,
+           "row": "w_t * (distilled_t @ W) + b, then PCA of the corpus' pooled vectors"}
+    m2v_config = {"model_type": "model2vec", "architectures": ["StaticModel"], "tokenizer_name": BASE_MODEL,
+                  "apply_pca": args.dims, "sif_coefficient": SIF, "hidden_dim": args.dims, "seq_length": 1000000,
+                  "normalize": True, "pooling": "mean"}
+    baseline = static_model(base, orig_tok, {"normalize": True})
+    return SimpleNamespace(config=m2v_config), table, {"config": cfg, "counts": counts, "baseline": baseline}
+
+
 # --------------------------------------------------------------------------- main
 
 def main() -> None:
@@ -332,7 +384,18 @@ def main() -> None:
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--teacher-pairs", type=int, default=0, help="0 = all QQP pairs")
     ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--tokenlearn", action="store_true", help="fit the table on a generic corpus (see above)")
+    ap.add_argument("--corpus-size", type=int, default=200000,
+                    help="sentences in the generic corpus (the teacher labels the first --labelled)")
+    ap.add_argument("--labelled", type=int, default=38000, help="corpus sentences the fit uses")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--dims", type=int, default=PCA_DIMS)
+    ap.add_argument("--center", action="store_true", help="centre the pooled vectors before the PCA")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TOOLOPS_MODEL_CACHE", Path.home() / ".cache" / "toolops-model")),
+                    help="teacher vectors and the unreduced distillation (outside the repository)")
     args = ap.parse_args()
+    if args.tokenlearn and args.dims < 1:
+        raise SystemExit(f"--dims must be at least 1, got {args.dims}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.time()
 
@@ -347,15 +410,20 @@ def main() -> None:
 
     # 1. Distil (model2vec defaults but for PCA dims; unquantised, in model2vec's working
     #    precision float64) twice: both runs must give the same table.
-    m2v = distill(src, pca_dims=PCA_DIMS, quantize_to="float64", sif=SIF)
-    again = distill(src, pca_dims=PCA_DIMS, quantize_to="float64", sif=SIF)
-    if not np.array_equal(m2v.embedding, again.embedding):
-        raise SystemExit("two distillations disagree: the build is not deterministic")
-    del again
-    table_f64 = reindex(m2v, m2v.embedding, orig_vocab)
+    learned = None
+    if args.tokenlearn:
+        m2v, table_f64, learned = learn_table(src, orig_tok, orig_vocab, args)
+        table_global = quantize_embeddings(table_f64, DType.Int8)
+    else:
+        m2v = distill(src, pca_dims=PCA_DIMS, quantize_to="float64", sif=SIF)
+        again = distill(src, pca_dims=PCA_DIMS, quantize_to="float64", sif=SIF)
+        if not np.array_equal(m2v.embedding, again.embedding):
+            raise SystemExit("two distillations disagree: the build is not deterministic")
+        del again
+        table_f64 = reindex(m2v, m2v.embedding, orig_vocab)
+        # model2vec's own int8 (one global scale), for the fidelity comparison only
+        table_global = reindex(m2v, quantize_embeddings(m2v.embedding, DType.Int8), orig_vocab)
     table, scales = quantize_rows(table_f64)
-    # model2vec's own int8 (one global scale), for the fidelity comparison only
-    table_global = reindex(m2v, quantize_embeddings(m2v.embedding, DType.Int8), orig_vocab)
 
     # 2. Save as Model2Vec does (embeddings + weights), put back the original tokenizer.json,
     #    and add the scales again under the name ToolOps' loader reads.
@@ -365,6 +433,9 @@ def main() -> None:
     config = dict(m2v.config)
     config["tokenizer_name"] = BASE_MODEL
     config["pooling"] = str(getattr(config["pooling"], "value", config["pooling"]))
+    if learned is not None:
+        config.update(apply_pca=int(table.shape[1]), hidden_dim=int(table.shape[1]), sif_coefficient=SIF,
+                      tokenlearn=learned["config"])
     config["quantization"] = {
         "dtype": "int8", "scale": "per_row", "scale_tensors": ["weights", "scales"],
         "row": "embeddings[r][d] * weights[r]  (weights == scales: apply one of them, once)",
@@ -394,13 +465,15 @@ def main() -> None:
     sentences = hard + [s for s in dict.fromkeys(qqp_s + doc_s) if s not in hard_set]
 
     ours = f32(loaded.encode(sentences))
-    q_native, s_native = quantize_rows(m2v.embedding)  # same rows, model2vec's own tokenizer and ids
-    native = f32(static_model(q_native, m2v.tokenizer, {"normalize": True}, weights=s_native).encode(sentences))
-    special = re.compile(r"\[(CLS|SEP|MASK)\]")
-    differ = [s for s, a, b in zip(sentences, ours, native) if not np.allclose(a, b, atol=1e-6)]
-    unexplained = [s for s in differ if not special.search(s)]
-    if unexplained:
-        raise SystemExit(f"saved model differs from model2vec's own on {unexplained[:5]!r}")
+    differ = []
+    if learned is None:  # a fitted table never had model2vec's renumbered ids
+        q_native, s_native = quantize_rows(m2v.embedding)  # same rows, model2vec's own tokenizer and ids
+        native = f32(static_model(q_native, m2v.tokenizer, {"normalize": True}, weights=s_native).encode(sentences))
+        special = re.compile(r"\[(CLS|SEP|MASK)\]")
+        differ = [s for s, a, b in zip(sentences, ours, native) if not np.allclose(a, b, atol=1e-6)]
+        unexplained = [s for s in differ if not special.search(s)]
+        if unexplained:
+            raise SystemExit(f"saved model differs from model2vec's own on {unexplained[:5]!r}")
     exact = unit(f32(static_model(table_f64, orig_tok, {"normalize": True}).encode(sentences)))
     fidelity = (unit(ours) * exact).sum(1)
     fidelity_global = (unit(f32(static_model(table_global, orig_tok, {"normalize": True}).encode(sentences))) * exact).sum(1)
@@ -444,7 +517,10 @@ def main() -> None:
         if len(pick) < len(y):
             results["static_on_teacher_sample"] = score(lambda xs: loaded.encode(list(xs)), [q1[i] for i in pick],
                                                         [q2[i] for i in pick], y[pick], docs)
-    sweep_rows = [] if args.no_sweep else sweep(src, orig_tok, orig_vocab, q1, q2, y, docs, table)
+    sweep_rows = [] if args.no_sweep or learned else sweep(src, orig_tok, orig_vocab, q1, q2, y, docs, table)
+    if learned is not None:
+        results["distilled"] = score(lambda xs: learned["baseline"].encode(list(xs)), q1, q2, y, docs)
+        del learned["baseline"]
 
     facts = {
         "versions": versions(),
@@ -461,7 +537,7 @@ def main() -> None:
         "fid_global_min": float(fidelity_global[nonzero].min()),
         "fid_global_p1": float(np.quantile(fidelity_global[nonzero], 0.01)),
         "global_zero_rows": int((~table_global.any(axis=1)).sum() - (~table_f64.any(axis=1)).sum()),
-        "results": results, "sweep": sweep_rows,
+        "results": results, "sweep": sweep_rows, "tokenlearn": learned,
         "sha256": {p.name: sha256(p) for p in sorted(out.iterdir()) if p.name != "README.md"},
         "seconds": round(time.time() - t0),
     }
@@ -495,6 +571,27 @@ def readme(x: dict) -> str:
                      "float16 or float32 on these averages, so the smallest good table is 128 x int8; the per-row "
                      "scale (+0.24 MB for two copies) is for fidelity on short texts of frequent tokens, where "
                      "model2vec's global scale is coarse (see above).\n")
+    learn_md = ""
+    if x.get("tokenlearn"):
+        t = x["tokenlearn"]
+        c = t["config"]
+        d = r.get("distilled", {})
+        learn_md = (
+            "\n## Tokenlearn fit (`make_model.py --tokenlearn`)\n\n"
+            f"Not the plain distillation: the table was fitted. Corpus: {c['corpus_sentences']:,} generic "
+            f"sentences from Debian packages ({', '.join(f'{k} {v}' for k, v in c['corpus_sources'].items())}; "
+            f"by source: {', '.join(f'{k} {v:,}' for k, v in t['counts'].items())}), none of them evaluation data; "
+            f"the teacher ({c['teacher']}, full transformer, normalised mean pooling) embedded the first "
+            f"{c['labelled']:,}. Each token's weight (from model2vec's SIF weight, L2-penalised in log space) and "
+            f"a 384x384 map plus a vector shared by all rows were fitted for {c['epochs']} epochs "
+            "(Adam, cosine loss between the mean-pooled rows and the teacher's vector), starting from the unreduced "
+            f"distillation; then PCA to {c['dims']} dims fitted on the corpus' pooled vectors"
+            f"{' (centred)' if c['center'] else ' (not centred)'}, applied to every row.\n\n"
+            "| model | QQP ROC-AUC | mean cos dup / non-dup | docs mean cos |\n|---|---|---|---|\n"
+            f"| distilled, same dims | {d.get('qqp_auc', float('nan')):.4f} | {d.get('qqp_mean_cos_dup', float('nan')):.3f} / "
+            f"{d.get('qqp_mean_cos_nondup', float('nan')):.3f} | {d.get('docs_mean_cos', float('nan')):.4f} |\n"
+            f"| fitted (this model) | {st['qqp_auc']:.4f} | {st['qqp_mean_cos_dup']:.3f} / {st['qqp_mean_cos_nondup']:.3f} | "
+            f"{st['docs_mean_cos']:.4f} |\n")
     sha = "\n".join(f"    {h}  {n}" for n, h in x["sha256"].items())
     ver = ", ".join(f"{k} {val}" for k, val in v.items())
     return f"""# minilm-static: a static (Model2Vec) embedding model distilled from all-MiniLM-L6-v2
@@ -576,7 +673,7 @@ negatives are near misses); mean cosine of the 999 docs paraphrase pairs (all eq
 The distillation costs about {(te['qqp_auc'] - st['qqp_auc']) if te else float('nan'):.2f} of ROC-AUC on QQP: the static model ranks near-miss
 questions much worse than the transformer. Cosines of the static model sit higher overall
 (even non-duplicates), so thresholds tuned on the transformer do not carry over.
-{sweep_md}
+{sweep_md}{learn_md}
 ## The embedding pipeline (what a C++ reimplementation must do)
 
 This is exactly `StaticModel.encode(text)` for this directory (model2vec 0.10.0,
