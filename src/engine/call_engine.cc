@@ -581,6 +581,19 @@ std::optional<Bytes> CallEngine::SharedLookup(const KeyRef& key) {
   return std::move(entry->value);
 }
 
+std::optional<StoredValue> CallEngine::StaleEntry(const KeyRef& key) {
+  if (shared_store_ == nullptr || policy_.cache.stale_if_error <= Duration::zero()) {
+    return std::nullopt;
+  }
+  TimePoint now = env_.clock->Now();
+  std::optional<StoredValue> entry = shared_store_->Get(key, now);
+  if (!entry || now < entry->fresh_until ||
+      now >= entry->fresh_until + policy_.cache.stale_if_error) {
+    return std::nullopt;
+  }
+  return entry;
+}
+
 Result<Bytes> CallEngine::Finish(Result<Bytes> result, Counter outcome,
                                  std::optional<StoredValue> stale, Counter* final_outcome) {
   Counter ignored;

@@ -136,7 +136,12 @@ class CallEngine {
   // entry a success becomes now; StoreLocal puts one in the local store only
   // (a coordinator's Complete writes the shared one). Null coordinator: no
   // coalescing across processes.
+  // StaleEntry is for a failed call that had no stale value of its own: the
+  // shared store's entry for the key when it is past its freshness but
+  // within stale_if_error (another process's answer that stale-if-error may
+  // serve), or nothing. It blocks on the shared store like SharedLookup.
   std::optional<Bytes> SharedLookup(const KeyRef& key);
+  std::optional<StoredValue> StaleEntry(const KeyRef& key);
   StoredValue EntryFor(const Bytes& value) const;
   void StoreLocal(const KeyRef& key, const StoredValue& entry);
   Store* shared_store() const { return shared_store_.get(); }

@@ -373,6 +373,14 @@ asio::awaitable<Result<Bytes>> CallAsync(std::shared_ptr<ToolCore> core, std::st
       outcome = result.ok() ? Counter::kCoalesced : Counter::kUpstreamError;
     }
   }
+  if (!result.ok() && !found.stale && engine.shared_store() != nullptr) {
+    // Another process's answer, past its freshness, that the shared store
+    // has for this key: stale-if-error may serve it. A named local, as above.
+    std::function<std::optional<StoredValue>()> look = [core, key_bytes] {
+      return EngineOf(*core).StaleEntry(KeyRef::Of(key_bytes));
+    };
+    found.stale = co_await OffLoop(engine, std::move(look));
+  }
   result = engine.Finish(std::move(result), outcome, std::move(found.stale), &final_outcome);
   co_return engine.EndCall(record, std::move(result), final_outcome);
 }

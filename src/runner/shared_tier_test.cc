@@ -228,6 +228,62 @@ TEST_P(SharedTierTest, AnotherProcessIsServedFromTheSharedStore) {
   EXPECT_EQ(calls.load(), 2);
 }
 
+// A process that never asked a question can still serve another process's
+// answer stale while the tool is down, in the blocking and coroutine runners.
+TEST_P(SharedTierTest, StaleIfErrorServesAnotherProcesssAnswerWhileTheToolIsDown) {
+  AgentProcess first(server_);
+  AgentProcess second(server_);
+  AgentProcess third(server_);
+  ToolPolicy policy = SharedPolicy();
+  policy.cache.ttl = milliseconds(300);
+  policy.cache.stale_if_error = std::chrono::minutes(10);
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+  auto make = [&](AgentProcess& p) {
+    return MakeTool(
+        {"weather", "1", {"city"}}, policy,
+        [&](const std::string& city) -> Result<std::string> {
+          ++calls;
+          if (down) return Status(StatusCode::kNotFound, "the weather service is down");
+          return "sunny in " + city;
+        },
+        p.env);
+  };
+  auto t1 = make(first).value();
+  auto t2 = make(second).value();
+  auto t3 = ReadonlyAsync(
+      {"weather", "1", {"city"}}, policy,
+      [&](std::string) -> asio::awaitable<Result<std::string>> {
+        ++calls;
+        co_return Status(StatusCode::kNotFound, "the weather service is down");
+      },
+      third.env);
+  EXPECT_EQ(t1.Call("paris").value(), "sunny in paris");
+  std::this_thread::sleep_for(milliseconds(500));  // Past the answer's freshness.
+  down = true;
+
+  Result<std::string> blocking = t2.Call("paris");
+  ASSERT_TRUE(blocking.ok()) << blocking.status().ToString();
+  EXPECT_EQ(blocking.value(), "sunny in paris");
+  EXPECT_EQ(t2.stats()[Counter::kStaleIfError], 1u);
+
+  Result<std::string> coroutine = Status();
+  asio::io_context io;
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { coroutine = co_await t3.Call("paris"); },
+      asio::detached);
+  io.run();
+  ASSERT_TRUE(coroutine.ok()) << coroutine.status().ToString();
+  EXPECT_EQ(coroutine.value(), "sunny in paris");
+  EXPECT_EQ(t3.stats()[Counter::kStaleIfError], 1u);
+  // Both went upstream first (the answer was no longer fresh) and failed.
+  EXPECT_EQ(calls.load(), 3);
+
+  // A question nobody answered before still fails, with the tool's error.
+  Result<std::string> unknown = t2.Call("lyon");
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+}
+
 TEST_P(SharedTierTest, UnknownSharedStoreFailsWhenWrapping) {
   AgentProcess p(server_);
   ToolPolicy policy = SharedPolicy();

@@ -251,6 +251,11 @@ Result<Bytes> ToolCore::Call(const KeyRef& key, const SemanticQuery* semantic,
     result = Lead(engine, key, semantic, upstream, deadline, &outcome, record);
     if (joined.flight != nullptr) engine.flights().Finish(key, joined.flight, result);
   }
+  if (!result.ok() && !found.stale && engine.shared_store() != nullptr) {
+    // Another process's answer, past its freshness, that the shared store
+    // has for this key: stale-if-error may serve it.
+    found.stale = engine.StaleEntry(key);
+  }
   Counter final_outcome;
   result = engine.Finish(std::move(result), outcome, std::move(found.stale), &final_outcome);
   return engine.EndCall(record, std::move(result), final_outcome);
