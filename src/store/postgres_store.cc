@@ -251,15 +251,6 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
      {kTextOid, kInt8Oid}},
 }};
 
-// Statistics snapshots are entries of a tool of their own (name and version,
-// each NUL-terminated, as a tool's key prefix), one per process, so that
-// they expire and are purged like entries and one indexed query reads them
-// all.
-constexpr std::string_view kStatsToolPrefix{
-    "toolops.stats\0"
-    "1\0",
-    16};
-
 // The server's clock, in Unix microseconds: the clock of every lease.
 constexpr std::string_view kServerNow = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 

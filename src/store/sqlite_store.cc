@@ -7,8 +7,15 @@
 //                   stale_until_ns INTEGER,    -- Unix ns, for purging
 //                   envelope BLOB)             -- EncodeEnvelope(value)
 //
-// indexed on stale_until_ns (purge batches) and on tool (ClearCache), with
-// PRAGMA user_version holding the schema version.
+// indexed on stale_until_ns (purge batches) and on tool (ClearCache, and the
+// reads below), with PRAGMA user_version holding the schema version.
+//
+// Statistics snapshots (StatsBoard) and the index of per-call tags
+// (CallTagIndex) are ordinary rows of that table, written by Put under tool
+// prefixes of their own (kStatsToolPrefix, CallTagPrefix(tag)), as in the
+// PostgreSQL store: they expire and are purged like entries, several
+// processes sharing the file see each other's rows, and the schema stays as
+// it is, so files written by older builds need no migration.
 //
 // Connections are opened in SQLite's multi-thread mode (no mutex of their
 // own): a connection and its prepared statements are used by one thread at a
@@ -33,6 +40,8 @@
 
 #include "base/mutex.h"
 #include "store/envelope.h"
+#include "store/tag_index.h"
+#include "toolops/stats_publisher.h"
 
 namespace toolops {
 namespace {
@@ -64,6 +73,7 @@ enum Statement : int {
   kEraseRange,
   kPurge,
   kCount,
+  kReadTool,
   kStatementCount,
 };
 
@@ -89,6 +99,8 @@ constexpr std::array<const char*, kStatementCount> kStatementSql = {
     // kCount
     "SELECT count(*), coalesce(sum(length(digest) + length(envelope)), 0)"
     " FROM toolops_entries WHERE digest >= ?1 AND digest < ?2",
+    // kReadTool: the rows of one tool digest not expired at ?2 (Unix ns).
+    "SELECT envelope FROM toolops_entries WHERE tool = ?1 AND stale_until_ns > ?2",
 };
 
 Status StoreError(StatusCode code, std::string_view store, std::string_view message) {
@@ -363,7 +375,7 @@ int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class SqliteStoreImpl final : public SqliteStore {
+class SqliteStoreImpl final : public SqliteStore, public StatsBoard, public CallTagIndex {
  public:
   SqliteStoreImpl(const SqliteStoreOptions& options, Clock* clock, UnixClock unix_clock,
                   Config config, size_t max_connections)
@@ -513,6 +525,70 @@ class SqliteStoreImpl final : public SqliteStore {
     return PurgeWith(*lease);
   }
 
+  // StatsBoard ---------------------------------------------------------------
+  //
+  // One row per process under kStatsToolPrefix; the key's last part is the
+  // process id, so a process replaces its own row and no other.
+
+  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) override {
+    std::string key(kStatsToolPrefix);
+    key += process;
+    TimePoint now = clock_->Now();
+    // A TTL of zero or less would make Put erase instead of write.
+    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
+    return Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
+  }
+
+  Result<std::vector<std::string>> Snapshots() override {
+    return ValuesOfTool(kStatsToolPrefix, "reading statistics failed");
+  }
+
+  // CallTagIndex -------------------------------------------------------------
+  //
+  // One row per tag and tagged entry under the tool prefix CallTagPrefix(tag),
+  // keyed by the entry's digest and holding it as its value: the tag's rows
+  // are one indexed read away, and only digests (never raw keys) are stored.
+
+  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) override {
+    // Every tag is checked before any is written, so a bad one records none.
+    for (const std::string& tag : tags) {
+      if (Status s = CheckTag(tag); !s.ok()) return s;
+    }
+    std::string digest = StoreKeyDigest(namespace_, key.bytes);
+    if (digest.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
+    }
+    TimePoint now = clock_->Now();
+    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
+    for (const std::string& tag : tags) {
+      std::string row = CallTagPrefix(tag) + digest;
+      Status s = Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
+  Result<size_t> EraseTagged(std::string_view tag) override {
+    if (Status s = CheckTag(tag); !s.ok()) return s;
+    std::string prefix = CallTagPrefix(tag);
+    Result<std::vector<std::string>> digests = ValuesOfTool(prefix, "reading a tag failed");
+    if (!digests.ok()) return digests.status();
+    size_t erased = 0;
+    for (const std::string& digest : *digests) {
+      // A row's value is ours only if it names an entry of this namespace;
+      // anything else (another user's row, a damaged one) is left alone.
+      if (!digest.starts_with(namespace_begin_)) continue;
+      Result<bool> gone = EraseDigest(digest);
+      if (!gone.ok()) return gone.status();
+      if (gone.value()) ++erased;
+    }
+    // The tag's own rows go last, so that a failure above leaves the tag
+    // listing what it still reaches, for the next try.
+    (void)EraseByPrefix(prefix);
+    return erased;
+  }
+
  private:
   // Counting helpers that read well in a return statement.
   std::nullopt_t Miss() const {
@@ -523,6 +599,41 @@ class SqliteStoreImpl final : public SqliteStore {
   Status Failed(Status status) const {
     Failed();
     return status;
+  }
+
+  // The values of the rows under tool prefix `prefix` that have not expired
+  // (damaged rows are counted as corrupt and skipped); Unavailable, with
+  // `failure` in the message, when the file cannot be read.
+  Result<std::vector<std::string>> ValuesOfTool(std::string_view prefix, std::string_view failure) {
+    std::string tool = StoreToolDigest(namespace_, prefix);
+    if (tool.empty()) {
+      Failed();
+      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
+    }
+    ConnectionLease lease(&pool_);
+    if (!lease.ok()) return Failed(lease.status());
+    StatementScope statement(*lease, kReadTool);
+    int64_t unix_now = unix_clock_();
+    int rc = FirstError({statement.BindText(1, tool), statement.BindInt(2, unix_now)});
+    TimePoint now = clock_->Now();
+    std::vector<std::string> values;
+    while (rc == SQLITE_OK && (rc = statement.Step()) == SQLITE_ROW) {
+      rc = SQLITE_OK;  // A row read; step again.
+      const char* blob = static_cast<const char*>(sqlite3_column_blob(statement.get(), 0));
+      int size = sqlite3_column_bytes(statement.get(), 0);
+      std::string_view raw = blob != nullptr ? std::string_view(blob, size) : std::string_view();
+      EnvelopeResult decoded = DecodeEnvelope(raw, *clock_, unix_now);
+      if (!decoded.ok()) {
+        corrupt_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (decoded.value->stale_until <= now) continue;
+      values.emplace_back(decoded.value->value.view());
+    }
+    if (rc != SQLITE_DONE) {
+      return Failed(StoreError(StatusCode::kUnavailable, name_, (*lease).Error(failure, rc)));
+    }
+    return values;
   }
 
   // Deletes the row of one digest; whether there was one, or Unavailable.
