@@ -150,15 +150,6 @@ std::string StoreToolDigest(std::string_view ns, std::string_view tool_prefix);
 // Empty if OpenSSL failed.
 std::string StoreKeyDigest(std::string_view ns, std::string_view canonical_key);
 
-// The tool prefix under which the PostgreSQL and SQLite stores keep
-// statistics snapshots (StatsBoard): entries of a tool of their own, one per
-// process, so that they expire and are purged like entries and one indexed
-// query reads them all.
-inline constexpr std::string_view kStatsToolPrefix{
-    "toolops.stats\0"
-    "1\0",
-    16};
-
 }  // namespace toolops
 
 #endif  // TOOLOPS_STORE_ENVELOPE_H_

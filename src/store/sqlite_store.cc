@@ -11,9 +11,8 @@
 // reads below), with PRAGMA user_version holding the schema version.
 //
 // Statistics snapshots (StatsBoard) and the index of per-call tags
-// (CallTagIndex) are ordinary rows of that table, written by Put under tool
-// prefixes of their own (kStatsToolPrefix, CallTagPrefix(tag)), as in the
-// PostgreSQL store: they expire and are purged like entries, several
+// (CallTagIndex) are ordinary rows of that table (EntryBoard, shared with the
+// PostgreSQL store): they expire and are purged like entries, several
 // processes sharing the file see each other's rows, and the schema stays as
 // it is, so files written by older builds need no migration.
 //
@@ -39,9 +38,8 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "store/entry_board.h"
 #include "store/envelope.h"
-#include "store/tag_index.h"
-#include "toolops/stats_publisher.h"
 
 namespace toolops {
 namespace {
@@ -375,7 +373,7 @@ int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class SqliteStoreImpl final : public SqliteStore, public StatsBoard, public CallTagIndex {
+class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
  public:
   SqliteStoreImpl(const SqliteStoreOptions& options, Clock* clock, UnixClock unix_clock,
                   Config config, size_t max_connections)
@@ -525,71 +523,15 @@ class SqliteStoreImpl final : public SqliteStore, public StatsBoard, public Call
     return PurgeWith(*lease);
   }
 
-  // StatsBoard ---------------------------------------------------------------
-  //
-  // One row per process under kStatsToolPrefix; the key's last part is the
-  // process id, so a process replaces its own row and no other.
-
-  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) override {
-    std::string key(kStatsToolPrefix);
-    key += process;
-    TimePoint now = clock_->Now();
-    // A TTL of zero or less would make Put erase instead of write.
-    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
-    return Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
-  }
-
-  Result<std::vector<std::string>> Snapshots() override {
-    return ValuesOfTool(kStatsToolPrefix, "reading statistics failed");
-  }
-
-  // CallTagIndex -------------------------------------------------------------
-  //
-  // One row per tag and tagged entry under the tool prefix CallTagPrefix(tag),
-  // keyed by the entry's digest and holding it as its value: the tag's rows
-  // are one indexed read away, and only digests (never raw keys) are stored.
-
-  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) override {
-    // Every tag is checked before any is written, so a bad one records none.
-    for (const std::string& tag : tags) {
-      if (Status s = CheckTag(tag); !s.ok()) return s;
-    }
-    std::string digest = StoreKeyDigest(namespace_, key.bytes);
-    if (digest.empty()) {
-      Failed();
-      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
-    }
-    TimePoint now = clock_->Now();
-    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
-    for (const std::string& tag : tags) {
-      std::string row = CallTagPrefix(tag) + digest;
-      Status s = Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
-      if (!s.ok()) return s;
-    }
-    return Status::Ok();
-  }
-
-  Result<size_t> EraseTagged(std::string_view tag) override {
-    if (Status s = CheckTag(tag); !s.ok()) return s;
-    std::string prefix = CallTagPrefix(tag);
-    Result<std::vector<std::string>> digests = ValuesOfTool(prefix, "reading a tag failed");
-    if (!digests.ok()) return digests.status();
-    size_t erased = 0;
-    for (const std::string& digest : *digests) {
-      // A row's value is ours only if it names an entry of this namespace;
-      // anything else (another user's row, a damaged one) is left alone.
-      if (!digest.starts_with(namespace_begin_)) continue;
-      Result<bool> gone = EraseDigest(digest);
-      if (!gone.ok()) return gone.status();
-      if (gone.value()) ++erased;
-    }
-    // The tag's own rows go last, so that a failure above leaves the tag
-    // listing what it still reaches, for the next try.
-    (void)EraseByPrefix(prefix);
-    return erased;
-  }
-
  private:
+  // EntryBoard's hooks.
+  Store& board_store() override { return *this; }
+  Clock& board_clock() const override { return *clock_; }
+  const std::string& board_namespace() const override { return namespace_; }
+  Status DigestFailed() override {
+    return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
+  }
+
   // Counting helpers that read well in a return statement.
   std::nullopt_t Miss() const {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -601,10 +543,11 @@ class SqliteStoreImpl final : public SqliteStore, public StatsBoard, public Call
     return status;
   }
 
-  // The values of the rows under tool prefix `prefix` that have not expired
-  // (damaged rows are counted as corrupt and skipped); Unavailable, with
-  // `failure` in the message, when the file cannot be read.
-  Result<std::vector<std::string>> ValuesOfTool(std::string_view prefix, std::string_view failure) {
+  // One indexed read of the tool's rows not expired on the wall clock; rows
+  // still refused by the envelope check (damaged) are counted as corrupt and
+  // skipped, as are those whose steady-clock instant has passed.
+  Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
+                                                    std::string_view failure) override {
     std::string tool = StoreToolDigest(namespace_, prefix);
     if (tool.empty()) {
       Failed();
@@ -637,7 +580,7 @@ class SqliteStoreImpl final : public SqliteStore, public StatsBoard, public Call
   }
 
   // Deletes the row of one digest; whether there was one, or Unavailable.
-  Result<bool> EraseDigest(std::string_view digest) {
+  Result<bool> EraseDigest(std::string_view digest) override {
     ConnectionLease lease(&pool_);
     if (!lease.ok()) return Failed(lease.status());
     StatementScope statement(*lease, kErase);

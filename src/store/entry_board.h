@@ -1,0 +1,60 @@
+// src/store/entry_board.h
+//
+// StatsBoard and CallTagIndex for the stores that keep both as ordinary
+// entries of their own table (PostgreSQL, SQLite), under tool prefixes no
+// tool uses:
+//
+//   - a statistics snapshot is the entry of key "toolops.stats" version 1
+//     (as a tool prefix) + the process id, so a process replaces its own
+//     and no other's;
+//   - a tag's index is one entry per tagged entry, of key CallTagPrefix(tag)
+//     + the entry's digest, holding that digest (never a raw key).
+//
+// So they expire and are purged like entries, every process sharing the
+// table sees them, one indexed read on the tool column finds them, and the
+// schema needs nothing new. The store supplies what only it can do: read
+// one tool's live values, and erase a row by its digest.
+
+#ifndef TOOLOPS_STORE_ENTRY_BOARD_H_
+#define TOOLOPS_STORE_ENTRY_BOARD_H_
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/tag_index.h"
+#include "toolops/clock.h"
+#include "toolops/stats_publisher.h"
+#include "toolops/status.h"
+#include "toolops/store.h"
+
+namespace toolops {
+
+class EntryBoard : public StatsBoard, public CallTagIndex {
+ public:
+  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) final;
+  Result<std::vector<std::string>> Snapshots() final;
+  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) final;
+  Result<size_t> EraseTagged(std::string_view tag) final;
+
+ protected:
+  // The store whose Put and EraseByPrefix write and drop the rows.
+  virtual Store& board_store() = 0;
+  virtual Clock& board_clock() const = 0;
+  // The store's key_namespace.
+  virtual const std::string& board_namespace() const = 0;
+  // Unavailable, counted as a failure of the store: a digest could not be
+  // computed.
+  virtual Status DigestFailed() = 0;
+  // The values of the entries under tool prefix `prefix` that have not
+  // expired; Unavailable, naming `failure`, when the store cannot be read.
+  virtual Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
+                                                            std::string_view failure) = 0;
+  // Deletes the row of one digest; whether there was one, or Unavailable.
+  virtual Result<bool> EraseDigest(std::string_view digest) = 0;
+};
+
+}  // namespace toolops
+
+#endif  // TOOLOPS_STORE_ENTRY_BOARD_H_
