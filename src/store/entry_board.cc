@@ -77,4 +77,26 @@ Result<size_t> EntryBoard::EraseTagged(std::string_view tag) {
   return erased;
 }
 
+Result<std::vector<std::string>> EntryBoard::LiveValuesOfTool(std::string_view prefix,
+                                                              std::string_view failure) {
+  Result<std::vector<std::string>> envelopes = ToolEnvelopes(prefix, failure);
+  if (!envelopes.ok()) return envelopes.status();
+  const Clock& clock = board_clock();
+  TimePoint now = clock.Now();
+  int64_t unix_now = board_unix_now();
+  std::vector<std::string> values;
+  for (const std::string& raw : *envelopes) {
+    EnvelopeResult decoded = DecodeEnvelope(raw, clock, unix_now);
+    if (!decoded.ok()) {
+      CountCorrupt();
+      continue;
+    }
+    // The store's filter is on the wall clock; the engine's instants are
+    // steady, and the two may disagree by a tick.
+    if (decoded.value->stale_until <= now) continue;
+    values.emplace_back(decoded.value->value.view());
+  }
+  return values;
+}
+
 }  // namespace toolops

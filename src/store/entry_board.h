@@ -13,12 +13,13 @@
 // So they expire and are purged like entries, every process sharing the
 // table sees them, one indexed read on the tool column finds them, and the
 // schema needs nothing new. The store supplies what only it can do: read
-// one tool's live values, and erase a row by its digest.
+// one tool's envelopes, and erase a row by its digest.
 
 #ifndef TOOLOPS_STORE_ENTRY_BOARD_H_
 #define TOOLOPS_STORE_ENTRY_BOARD_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,12 +48,22 @@ class EntryBoard : public StatsBoard, public CallTagIndex {
   // Unavailable, counted as a failure of the store: a digest could not be
   // computed.
   virtual Status DigestFailed() = 0;
-  // The values of the entries under tool prefix `prefix` that have not
-  // expired; Unavailable, naming `failure`, when the store cannot be read.
-  virtual Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
-                                                            std::string_view failure) = 0;
+  // The envelopes of the rows under tool prefix `prefix` whose stale_until
+  // has not passed on the wall clock; Unavailable, naming `failure`, when
+  // the store cannot be read.
+  virtual Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
+                                                         std::string_view failure) = 0;
+  // The wall clock the store writes its envelopes with (Unix ns).
+  virtual int64_t board_unix_now() const = 0;
+  // Counts a row whose envelope is refused (damaged, foreign).
+  virtual void CountCorrupt() = 0;
   // Deletes the row of one digest; whether there was one, or Unavailable.
   virtual Result<bool> EraseDigest(std::string_view digest) = 0;
+
+ private:
+  // The values of ToolEnvelopes(prefix) that decode and have not expired.
+  Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
+                                                    std::string_view failure);
 };
 
 }  // namespace toolops

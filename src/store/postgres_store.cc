@@ -933,35 +933,22 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator, 
   // Statistics snapshots and per-call tags are rows of the entry table under
   // tool ids of their own (see entry_board.h).
 
-  // One indexed statement on the tool column; rows whose envelope is
-  // refused are counted as corrupt and skipped.
-  Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
-                                                    std::string_view failure) override {
+  // One indexed statement on the tool column.
+  Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
+                                                 std::string_view failure) override {
     std::string tool = StoreToolDigest(namespace_, prefix);
-    if (tool.empty()) {
-      Failed();
-      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
-    }
+    if (tool.empty()) return DigestFailed();
     Params params;
     params.Text(tool);
     params.Int8(unix_clock_());
     Result<PgResult> result = Run(kReadTool, params);
     if (!result.ok()) return Failed(result.status().WithContext(failure));
     const PGresult* rows = result->get();
-    std::vector<std::string> snapshots;
-    TimePoint now = clock_->Now();
-    int64_t unix_now = unix_clock_();
+    std::vector<std::string> envelopes;
     for (int i = 0; i < PQntuples(rows); ++i) {
-      std::string_view raw(PQgetvalue(rows, i, 0), static_cast<size_t>(PQgetlength(rows, i, 0)));
-      EnvelopeResult decoded = DecodeEnvelope(raw, *clock_, unix_now);
-      if (!decoded.ok()) {
-        corrupt_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (decoded.value->stale_until <= now) continue;
-      snapshots.emplace_back(decoded.value->value.view());
+      envelopes.emplace_back(PQgetvalue(rows, i, 0), static_cast<size_t>(PQgetlength(rows, i, 0)));
     }
-    return snapshots;
+    return envelopes;
   }
 
   PostgresStoreCounters counters() const override {
@@ -1168,6 +1155,8 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator, 
   Store& board_store() override { return *this; }
   Clock& board_clock() const override { return *clock_; }
   const std::string& board_namespace() const override { return namespace_; }
+  int64_t board_unix_now() const override { return unix_clock_(); }
+  void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
   Status DigestFailed() override {
     return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
   }

@@ -528,6 +528,8 @@ class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
   Store& board_store() override { return *this; }
   Clock& board_clock() const override { return *clock_; }
   const std::string& board_namespace() const override { return namespace_; }
+  int64_t board_unix_now() const override { return unix_clock_(); }
+  void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
   Status DigestFailed() override {
     return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
   }
@@ -543,40 +545,27 @@ class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
     return status;
   }
 
-  // One indexed read of the tool's rows not expired on the wall clock; rows
-  // still refused by the envelope check (damaged) are counted as corrupt and
-  // skipped, as are those whose steady-clock instant has passed.
-  Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
-                                                    std::string_view failure) override {
+  // One indexed read on the tool column. The envelopes are copied out,
+  // since a blob lives only until the statement steps again.
+  Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
+                                                 std::string_view failure) override {
     std::string tool = StoreToolDigest(namespace_, prefix);
-    if (tool.empty()) {
-      Failed();
-      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
-    }
+    if (tool.empty()) return DigestFailed();
     ConnectionLease lease(&pool_);
     if (!lease.ok()) return Failed(lease.status());
     StatementScope statement(*lease, kReadTool);
-    int64_t unix_now = unix_clock_();
-    int rc = FirstError({statement.BindText(1, tool), statement.BindInt(2, unix_now)});
-    TimePoint now = clock_->Now();
-    std::vector<std::string> values;
+    int rc = FirstError({statement.BindText(1, tool), statement.BindInt(2, unix_clock_())});
+    std::vector<std::string> envelopes;
     while (rc == SQLITE_OK && (rc = statement.Step()) == SQLITE_ROW) {
       rc = SQLITE_OK;  // A row read; step again.
       const char* blob = static_cast<const char*>(sqlite3_column_blob(statement.get(), 0));
       int size = sqlite3_column_bytes(statement.get(), 0);
-      std::string_view raw = blob != nullptr ? std::string_view(blob, size) : std::string_view();
-      EnvelopeResult decoded = DecodeEnvelope(raw, *clock_, unix_now);
-      if (!decoded.ok()) {
-        corrupt_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (decoded.value->stale_until <= now) continue;
-      values.emplace_back(decoded.value->value.view());
+      envelopes.emplace_back(blob != nullptr ? std::string(blob, size) : std::string());
     }
     if (rc != SQLITE_DONE) {
       return Failed(StoreError(StatusCode::kUnavailable, name_, (*lease).Error(failure, rc)));
     }
-    return values;
+    return envelopes;
   }
 
   // Deletes the row of one digest; whether there was one, or Unavailable.
