@@ -52,8 +52,8 @@ const char kStatsUsage[] =
     "  --watch [SECONDS]  redraw every SECONDS (default 2) until interrupted\n"
     "\n"
     "Without --endpoint or --store: telemetry.stats_store of the configuration if\n"
-    "set, else its telemetry.metrics_host/metrics_port if set, else every Redis\n"
-    "and PostgreSQL store it configures.\n"
+    "set, else its telemetry.metrics_host/metrics_port if set, else every SQLite,\n"
+    "Redis and PostgreSQL store it configures.\n"
     "\n"
     "exit status: 0 every source read, 1 a source did not answer or sent malformed\n"
     "text (the others are still shown) or no process reported, 2 bad usage.\n";

@@ -264,12 +264,25 @@ TEST(ApplyTelemetryTest, StatsPublishedToASqliteStoreAreReadByTheCommand) {
   int status = testing::RunProgram(
       {TOOLOPS_CLI_BINARY, "stats", "--config", path, "--store", "local", "--json"},
       dir.File("out"));
+  // Without --store nor telemetry settings, the command reads every shared
+  // store of the file, this SQLite one included.
+  const std::string plain = dir.File("plain.toml");
+  {
+    FILE* f = std::fopen(plain.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.substr(0, text.find("[telemetry]")).c_str(), f);
+    std::fclose(f);
+  }
+  int by_default = testing::RunProgram({TOOLOPS_CLI_BINARY, "stats", "--config", plain, "--json"},
+                                       dir.File("default"));
   StopAppliedTelemetry();
-  std::string out = testing::ReadFileOrEmpty(dir.File("out"));
-  ASSERT_EQ(status, 0) << out;
-  nlohmann::json json = nlohmann::json::parse(out.substr(out.find('{')));
-  EXPECT_EQ(json.at("processes"), 1) << out;
-  EXPECT_EQ(json.at("tools").at("published_to_sqlite").at("calls"), 2) << out;
+  for (const auto& [code, file] : {std::pair{status, "out"}, std::pair{by_default, "default"}}) {
+    std::string out = testing::ReadFileOrEmpty(dir.File(file));
+    ASSERT_EQ(code, 0) << out;
+    nlohmann::json json = nlohmann::json::parse(out.substr(out.find('{')));
+    EXPECT_EQ(json.at("processes"), 1) << out;
+    EXPECT_EQ(json.at("tools").at("published_to_sqlite").at("calls"), 2) << out;
+  }
 }
 
 }  // namespace
