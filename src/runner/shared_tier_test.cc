@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -65,16 +66,24 @@ int64_t UnixNanos() {
 
 enum class Backend { kRedis, kPostgres, kSqlite };
 
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  switch (info.param) {
+// The store's type as the configuration names it ("redis").
+const char* BackendType(Backend backend) {
+  switch (backend) {
     case Backend::kRedis:
-      return "Redis";
+      return "redis";
     case Backend::kPostgres:
-      return "Postgres";
+      return "postgres";
     case Backend::kSqlite:
-      return "Sqlite";
+      return "sqlite";
   }
-  return "Unknown";
+  return "unknown";
+}
+
+// The test's name suffix: the type, capitalised ("Redis").
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  std::string name = BackendType(info.param);
+  name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+  return name;
 }
 
 // Store settings a test may change, whatever the server.
@@ -216,17 +225,7 @@ ToolPolicy SharedPolicy() {
 class SharedTierTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.error().empty()) << server_.error(); }
-  const char* store_name() const {
-    switch (GetParam()) {
-      case Backend::kRedis:
-        return "redis";
-      case Backend::kPostgres:
-        return "postgres";
-      case Backend::kSqlite:
-        return "sqlite";
-    }
-    return "unknown";
-  }
+  const char* store_name() const { return BackendType(GetParam()); }
   SharedServer server_{GetParam()};
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "store/envelope.h"
 
@@ -26,12 +27,18 @@ TimePoint RowUntil(TimePoint now, Duration ttl) {
 
 }  // namespace
 
+EntryBoard::EntryBoard(Store* store, Clock* clock, UnixClock unix_clock, std::string key_namespace)
+    : board_store_(store),
+      board_clock_(clock),
+      board_unix_clock_(unix_clock ? std::move(unix_clock) : UnixClock(&UnixNowNanos)),
+      board_namespace_(std::move(key_namespace)) {}
+
 Status EntryBoard::Publish(std::string_view process, std::string_view snapshot, Duration ttl) {
   std::string key(kStatsToolPrefix);
   key += process;
-  TimePoint now = board_clock().Now();
+  TimePoint now = board_clock_->Now();
   TimePoint until = RowUntil(now, ttl);
-  return board_store().Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
+  return board_store_->Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
 }
 
 Result<std::vector<std::string>> EntryBoard::Snapshots() {
@@ -43,14 +50,14 @@ Status EntryBoard::TagEntry(const KeyRef& key, const std::vector<std::string>& t
   for (const std::string& tag : tags) {
     if (Status s = CheckTag(tag); !s.ok()) return s;
   }
-  std::string digest = StoreKeyDigest(board_namespace(), key.bytes);
+  std::string digest = StoreKeyDigest(board_namespace_, key.bytes);
   if (digest.empty()) return DigestFailed();
-  TimePoint now = board_clock().Now();
+  TimePoint now = board_clock_->Now();
   TimePoint until = RowUntil(now, ttl);
   for (const std::string& tag : tags) {
     std::string row = CallTagPrefix(tag) + digest;
     Status s =
-        board_store().Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
+        board_store_->Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
     if (!s.ok()) return s;
   }
   return Status::Ok();
@@ -61,7 +68,7 @@ Result<size_t> EntryBoard::EraseTagged(std::string_view tag) {
   std::string prefix = CallTagPrefix(tag);
   Result<std::vector<std::string>> digests = LiveValuesOfTool(prefix, "reading a tag failed");
   if (!digests.ok()) return digests.status();
-  const std::string own = board_namespace() + ":";
+  const std::string own = board_namespace_ + ":";
   size_t erased = 0;
   for (const std::string& digest : *digests) {
     // A value is acted on only if it names an entry of this namespace;
@@ -73,7 +80,7 @@ Result<size_t> EntryBoard::EraseTagged(std::string_view tag) {
   }
   // The tag's own rows go last, so that a failure above leaves the tag
   // listing what it still reaches, for the next try.
-  (void)board_store().EraseByPrefix(prefix);
+  (void)board_store_->EraseByPrefix(prefix);
   return erased;
 }
 
@@ -81,9 +88,9 @@ Result<std::vector<std::string>> EntryBoard::LiveValuesOfTool(std::string_view p
                                                               std::string_view failure) {
   Result<std::vector<std::string>> envelopes = ToolEnvelopes(prefix, failure);
   if (!envelopes.ok()) return envelopes.status();
-  const Clock& clock = board_clock();
+  const Clock& clock = *board_clock_;
   TimePoint now = clock.Now();
-  int64_t unix_now = board_unix_now();
+  int64_t unix_now = board_unix_clock_();
   std::vector<std::string> values;
   for (const std::string& raw : *envelopes) {
     EnvelopeResult decoded = DecodeEnvelope(raw, clock, unix_now);

@@ -40,11 +40,11 @@ class EntryBoard : public StatsBoard, public CallTagIndex {
   Result<size_t> EraseTagged(std::string_view tag) final;
 
  protected:
-  // The store whose Put and EraseByPrefix write and drop the rows.
-  virtual Store& board_store() = 0;
-  virtual Clock& board_clock() const = 0;
-  // The store's key_namespace.
-  virtual const std::string& board_namespace() const = 0;
+  // `store` is the object deriving from this one, whose Put and
+  // EraseByPrefix write and drop the rows; `clock`, `unix_clock` (empty:
+  // the system clock) and `key_namespace` are the store's own.
+  EntryBoard(Store* store, Clock* clock, UnixClock unix_clock, std::string key_namespace);
+
   // Unavailable, counted as a failure of the store: a digest could not be
   // computed.
   virtual Status DigestFailed() = 0;
@@ -53,8 +53,6 @@ class EntryBoard : public StatsBoard, public CallTagIndex {
   // the store cannot be read.
   virtual Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
                                                          std::string_view failure) = 0;
-  // The wall clock the store writes its envelopes with (Unix ns).
-  virtual int64_t board_unix_now() const = 0;
   // Counts a row whose envelope is refused (damaged, foreign).
   virtual void CountCorrupt() = 0;
   // Deletes the row of one digest; whether there was one, or Unavailable.
@@ -64,6 +62,11 @@ class EntryBoard : public StatsBoard, public CallTagIndex {
   // The values of ToolEnvelopes(prefix) that decode and have not expired.
   Result<std::vector<std::string>> LiveValuesOfTool(std::string_view prefix,
                                                     std::string_view failure);
+
+  Store* const board_store_;
+  Clock* const board_clock_;
+  const UnixClock board_unix_clock_;
+  const std::string board_namespace_;
 };
 
 }  // namespace toolops

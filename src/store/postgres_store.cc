@@ -771,7 +771,8 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator, 
  public:
   PostgresStoreImpl(const PostgresStoreOptions& options, Clock* clock, UnixClock unix_clock,
                     Config config)
-      : name_(options.name),
+      : EntryBoard(this, clock, unix_clock, options.key_namespace),
+        name_(options.name),
         namespace_(options.key_namespace),
         namespace_begin_(options.key_namespace + ":"),
         namespace_end_(options.key_namespace + ";"),  // ';' follows ':' in byte order.
@@ -1152,10 +1153,6 @@ class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator, 
 
  private:
   // EntryBoard's hooks.
-  Store& board_store() override { return *this; }
-  Clock& board_clock() const override { return *clock_; }
-  const std::string& board_namespace() const override { return namespace_; }
-  int64_t board_unix_now() const override { return unix_clock_(); }
   void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
   Status DigestFailed() override {
     return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));

@@ -377,7 +377,8 @@ class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
  public:
   SqliteStoreImpl(const SqliteStoreOptions& options, Clock* clock, UnixClock unix_clock,
                   Config config, size_t max_connections)
-      : name_(options.name),
+      : EntryBoard(this, clock, unix_clock, options.key_namespace),
+        name_(options.name),
         namespace_(options.key_namespace),
         namespace_begin_(options.key_namespace + ":"),
         namespace_end_(options.key_namespace + ";"),  // ';' follows ':' in byte order.
@@ -525,10 +526,6 @@ class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
 
  private:
   // EntryBoard's hooks.
-  Store& board_store() override { return *this; }
-  Clock& board_clock() const override { return *clock_; }
-  const std::string& board_namespace() const override { return namespace_; }
-  int64_t board_unix_now() const override { return unix_clock_(); }
   void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
   Status DigestFailed() override {
     return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
