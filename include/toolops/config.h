@@ -141,10 +141,10 @@ struct TelemetryConfig {
   // "json" or "text"; "debug", "info", "warning" or "error".
   std::string log_format = "json";
   std::string log_level = "info";
-  // A configured Redis or PostgreSQL store to which this process publishes
-  // its tools' counters every `stats_interval` (read by `toolops stats
-  // --store`); empty: none. A snapshot lives 3 intervals, so a process that
-  // died drops out of the sum.
+  // A configured SQLite, Redis or PostgreSQL store to which this process
+  // publishes its tools' counters every `stats_interval` (read by `toolops
+  // stats --store`); empty: none. A snapshot lives 3 intervals, so a process
+  // that died drops out of the sum.
   std::string stats_store;
   Duration stats_interval = std::chrono::seconds(10);
   std::string where;

@@ -19,6 +19,11 @@
 // pool (one thread per connection at a time) and reuses its prepared
 // statements.
 //
+// The store is also a StatsBoard (statistics snapshots for `toolops stats
+// --store`) and a CallTagIndex (per-call tags for `toolops invalidate --tag`),
+// found with StatsBoardOf and CallTagIndexOf: their rows live in the same
+// table, so every process sharing the file sees them.
+//
 // Known gaps: the file has no size bound; entries leave only when their
 // stale_until passes (purged in batches on Put) or when erased. The file holds
 // tool results in the clear, with permissions from the process umask.
@@ -96,8 +101,9 @@ class SqliteStore : public Store {
   //
   // Stats: hits, misses, expirations and rejected are counted by this
   // object; entries and bytes (digest and envelope bytes) come from a count
-  // over this namespace's rows of the file, O(entries): for occasional
-  // reporting, not the hot path. evictions stays 0 (there is no size bound).
+  // over this namespace's rows of the file (statistics snapshots and tag
+  // rows included), O(entries): for occasional reporting, not the hot path.
+  // evictions stays 0 (there is no size bound).
 
   // Corrupt entries, failed operations and purged rows seen by this object.
   virtual SqliteStoreCounters counters() const = 0;

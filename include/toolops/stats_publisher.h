@@ -7,7 +7,7 @@
 //   ...
 //   for (const std::string& text : toolops::ReadPublishedStats(*store).value()) ...
 //
-// A StatsBoard is the store's side (Redis and PostgreSQL have one); a
+// A StatsBoard is the store's side (SQLite, Redis and PostgreSQL have one); a
 // StatsPublisher sends this process's metrics to it now and then. A
 // snapshot is the Prometheus text of the process (the names of the metrics
 // contract, as served at GET /metrics), so snapshots and endpoints are read
@@ -33,8 +33,9 @@ namespace toolops {
 // TTL is dropped, so processes that died leave the sum. Snapshots are opaque
 // text to the store. Each call is one exchange with the store, bounded by
 // its timeouts. Implemented by the Redis store (one hash per namespace,
-// expiry on the server's clock) and the PostgreSQL store (rows of the entry
-// table under a tool id of their own, expiring like entries).
+// expiry on the server's clock), and by the PostgreSQL and SQLite stores
+// (rows of the entry table under a tool id of their own, expiring like
+// entries; with SQLite, the processes of one host sharing its file).
 class StatsBoard {
  public:
   virtual ~StatsBoard() = default;
@@ -49,7 +50,7 @@ class StatsBoard {
   virtual Result<std::vector<std::string>> Snapshots() = 0;
 };
 
-// The store's StatsBoard, or null when it has none (memory, SQLite).
+// The store's StatsBoard, or null when it has none (memory).
 StatsBoard* StatsBoardOf(Store& store);
 
 // Publishes this process's metrics to a store's StatsBoard: every

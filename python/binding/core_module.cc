@@ -1451,7 +1451,7 @@ NB_MODULE(_core, m) {
   // `toolops invalidate --tag` in another process erases it. The exchange
   // runs on the default executor: the caller (maybe an event loop) never
   // waits for the store. False when the tool has no shared store or the
-  // store cannot record single entries (memory, SQLite).
+  // store cannot record single entries (memory).
   m.def("record_call_tags", [](PyTool& tool, nb::bytes key, std::vector<std::string> tags) {
     const CachePolicy& cache = tool.core().policy().cache;
     if (cache.shared_store.empty()) return false;

@@ -42,7 +42,8 @@ const char kStatsUsage[] =
     "  --endpoint URL     a metrics endpoint (http://HOST:PORT/metrics; /metrics is\n"
     "                     added to a URL without a path); repeat for several\n"
     "                     processes\n"
-    "  --store NAME|URL   a configured Redis or PostgreSQL store, or its URL\n"
+    "  --store NAME|URL   a configured SQLite, Redis or PostgreSQL store, or the\n"
+    "                     URL of a Redis or PostgreSQL server\n"
     "                     (redis://, rediss://, valkey://, postgres://, postgresql://;\n"
     "                     default namespace); repeat for several\n"
     "  --config FILE      the configuration (default: $TOOLOPS_CONFIG, else\n"
@@ -51,8 +52,8 @@ const char kStatsUsage[] =
     "  --watch [SECONDS]  redraw every SECONDS (default 2) until interrupted\n"
     "\n"
     "Without --endpoint or --store: telemetry.stats_store of the configuration if\n"
-    "set, else its telemetry.metrics_host/metrics_port if set, else every Redis\n"
-    "and PostgreSQL store it configures.\n"
+    "set, else its telemetry.metrics_host/metrics_port if set, else every SQLite,\n"
+    "Redis and PostgreSQL store it configures.\n"
     "\n"
     "exit status: 0 every source read, 1 a source did not answer or sent malformed\n"
     "text (the others are still shown) or no process reported, 2 bad usage.\n";
@@ -394,10 +395,11 @@ Result<StoreConfig> StatsStoreConfig(const std::string& given, const Config* con
   if (config != nullptr) {
     auto it = config->stores.find(given);
     if (it != config->stores.end()) {
-      if (it->second.type != StoreType::kRedis && it->second.type != StoreType::kPostgres) {
+      if (!it->second.shared()) {
         return Status(StatusCode::kInvalidArgument,
                       "store '" + given + "' is of type " + it->second.type_name +
-                          "; statistics are published to redis, valkey or postgres stores");
+                          "; statistics are published to sqlite, redis, valkey or postgres "
+                          "stores");
       }
       return it->second;
     }
@@ -455,7 +457,7 @@ int StatsMain(const std::vector<std::string>& args) {
       } else {
         // Else every store of the file that can hold statistics.
         for (const auto& [name, store] : config->stores) {
-          if (store.type == StoreType::kRedis || store.type == StoreType::kPostgres) {
+          if (store.shared()) {
             store_names.push_back(name);
           }
         }

@@ -237,5 +237,53 @@ TEST(ApplyTelemetryTest, StatsStoreMustBeASharedStoreOfTheFile) {
       << interval.status().message();
 }
 
+TEST(ApplyTelemetryTest, StatsPublishedToASqliteStoreAreReadByTheCommand) {
+  auto tool = Readonly({"published_to_sqlite"}, {}, [](int x) { return x; });
+  tool(1);
+  tool(2);
+  testing::TempDir dir("toolops-stats-sqlite");
+  const std::string path = dir.File("toolops.toml");
+  const std::string text = "[stores.local]\ntype = \"sqlite\"\npath = \"" + dir.File("stats.db") +
+                           "\"\n\n[telemetry]\nstats_store = \"local\"\n"
+                           "stats_interval = \"1s\"\n";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  }
+  Config config = Parse(text);
+  StoreRegistry registry;
+  ASSERT_TRUE(ApplyConfig(config, &registry).ok());
+  Status applied = ApplyTelemetry(config, Only(&TelemetryParts::stats_publisher), &registry);
+  ResetAppliedConfig();
+  ASSERT_TRUE(applied.ok()) << applied.ToString();
+
+  // The publisher wrote its first snapshot before ApplyTelemetry returned;
+  // the command, another process, reads it from the file.
+  int status = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "stats", "--config", path, "--store", "local", "--json"},
+      dir.File("out"));
+  // Without --store nor telemetry settings, the command reads every shared
+  // store of the file, this SQLite one included.
+  const std::string plain = dir.File("plain.toml");
+  {
+    FILE* f = std::fopen(plain.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.substr(0, text.find("[telemetry]")).c_str(), f);
+    std::fclose(f);
+  }
+  int by_default = testing::RunProgram({TOOLOPS_CLI_BINARY, "stats", "--config", plain, "--json"},
+                                       dir.File("default"));
+  StopAppliedTelemetry();
+  for (const auto& [code, file] : {std::pair{status, "out"}, std::pair{by_default, "default"}}) {
+    std::string out = testing::ReadFileOrEmpty(dir.File(file));
+    ASSERT_EQ(code, 0) << out;
+    nlohmann::json json = nlohmann::json::parse(out.substr(out.find('{')));
+    EXPECT_EQ(json.at("processes"), 1) << out;
+    EXPECT_EQ(json.at("tools").at("published_to_sqlite").at("calls"), 2) << out;
+  }
+}
+
 }  // namespace
 }  // namespace toolops

@@ -953,12 +953,14 @@ void Reader::Read(const toml::table& root, Config* config) {
       std::vector<std::string> names;
       for (const auto& [name, store] : config->stores) names.push_back(name);
       errors_.push_back(where + ": telemetry.stats_store: no store '" + telemetry.stats_store +
-                        "' is configured; name a [stores.NAME] of type redis, valkey or postgres" +
+                        "' is configured; name a [stores.NAME] of type sqlite, redis, valkey or "
+                        "postgres" +
                         DidYouMean(telemetry.stats_store, names));
-    } else if (it->second.type != StoreType::kRedis && it->second.type != StoreType::kPostgres) {
+    } else if (!it->second.shared()) {
+      // A memory store lives inside the process: nobody else could read it.
       errors_.push_back(where + ": telemetry.stats_store: store '" + telemetry.stats_store +
                         "' is of type " + it->second.type_name +
-                        "; statistics are published to a redis, valkey or postgres store");
+                        "; statistics are published to a sqlite, redis, valkey or postgres store");
     }
   }
 }

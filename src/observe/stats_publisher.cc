@@ -122,9 +122,10 @@ Result<std::unique_ptr<StatsPublisher>> StatsPublisher::Start(std::shared_ptr<St
   }
   StatsBoard* board = StatsBoardOf(*store);
   if (board == nullptr) {
-    return Status(StatusCode::kInvalidArgument,
-                  "store '" + std::string(store->name()) +
-                      "' cannot carry statistics; publish them to a Redis or PostgreSQL store");
+    return Status(
+        StatusCode::kInvalidArgument,
+        "store '" + std::string(store->name()) +
+            "' cannot carry statistics; publish them to a SQLite, Redis or PostgreSQL store");
   }
   if (interval <= Duration::zero()) {
     return Status(StatusCode::kInvalidArgument,
@@ -153,10 +154,11 @@ uint64_t StatsPublisher::failures() const {
 Result<std::vector<std::string>> ReadPublishedStats(Store& store) {
   StatsBoard* board = StatsBoardOf(store);
   if (board == nullptr) {
-    return Status(StatusCode::kInvalidArgument,
-                  "store '" + std::string(store.name()) +
-                      "' holds no statistics; processes publish them to Redis or PostgreSQL "
-                      "stores (telemetry.stats_store)");
+    return Status(
+        StatusCode::kInvalidArgument,
+        "store '" + std::string(store.name()) +
+            "' holds no statistics; processes publish them to SQLite, Redis or PostgreSQL "
+            "stores (telemetry.stats_store)");
   }
   return board->Snapshots();
 }

@@ -7,6 +7,8 @@
 // and in several real processes (toolops_shared_worker), a leader killed
 // with SIGKILL, and the server stopped and started in the middle of a load.
 // Breaker sharing, which only Redis carries, is tested on Redis alone.
+// Published statistics and per-call tags, which a SQLite file shared by the
+// processes of one host carries too, are tested on SQLite as well.
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -21,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -40,6 +43,7 @@
 #include "toolops/log.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
+#include "toolops/sqlite_store.h"
 #include "toolops/stats_publisher.h"
 #include "toolops/tool.h"
 
@@ -60,10 +64,26 @@ int64_t UnixNanos() {
       .count();
 }
 
-enum class Backend { kRedis, kPostgres };
+enum class Backend { kRedis, kPostgres, kSqlite };
 
+// The store's type as the configuration names it ("redis").
+const char* BackendType(Backend backend) {
+  switch (backend) {
+    case Backend::kRedis:
+      return "redis";
+    case Backend::kPostgres:
+      return "postgres";
+    case Backend::kSqlite:
+      return "sqlite";
+  }
+  return "unknown";
+}
+
+// The test's name suffix: the type, capitalised ("Redis").
 std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kRedis ? "Redis" : "Postgres";
+  std::string name = BackendType(info.param);
+  name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+  return name;
 }
 
 // Store settings a test may change, whatever the server.
@@ -75,11 +95,14 @@ struct SharedOptions {
 
 // One private server of the kind under test: how to reach it from this
 // process (a store) and from a worker process (its flags), and how to stop
-// and start it.
+// and start it. For SQLite the "server" is a file in a directory of the test
+// (it cannot be stopped).
 class SharedServer {
  public:
   explicit SharedServer(Backend backend) : backend_(backend) {
-    if (backend_ == Backend::kRedis) {
+    if (backend_ == Backend::kSqlite) {
+      sqlite_dir_ = std::make_unique<TempDir>("toolops-shared-sqlite");
+    } else if (backend_ == Backend::kRedis) {
       redis_ = std::make_unique<RedisServer>();
       if (!redis_->ok()) error_ = redis_->error();
     } else {
@@ -92,6 +115,11 @@ class SharedServer {
   const std::string& error() const { return error_; }
 
   Result<std::unique_ptr<Store>> OpenStore(const SharedOptions& shared) const {
+    if (backend_ == Backend::kSqlite) {
+      SqliteStoreOptions options;
+      options.path = SqlitePath();
+      return NewSqliteStore(options);
+    }
     if (backend_ == Backend::kRedis) {
       RedisStoreOptions options;
       options.port = redis_->port();
@@ -112,12 +140,14 @@ class SharedServer {
 
   // Outages the store has begun (it must come from OpenStore).
   uint64_t Outages(Store& store) const {
+    if (backend_ == Backend::kSqlite) return 0;  // A file has no outages to count.
     if (backend_ == Backend::kRedis) return static_cast<RedisStore&>(store).counters().outages;
     return static_cast<PostgresStore&>(store).counters().outages;
   }
 
   // The worker's flags that name this server.
   std::vector<std::string> WorkerFlags() const {
+    if (backend_ == Backend::kSqlite) return {"--store", "sqlite", "--path", SqlitePath()};
     if (backend_ == Backend::kRedis)
       return {"--store", "redis", "--port", std::to_string(redis_->port())};
     return {"--store", "postgres", "--conninfo", postgres_->conninfo()};
@@ -125,6 +155,9 @@ class SharedServer {
 
   // A configuration file's table for this server, as store NAME.
   std::string StoreToml(const std::string& name) const {
+    if (backend_ == Backend::kSqlite) {
+      return "[stores." + name + "]\ntype = \"sqlite\"\npath = \"" + SqlitePath() + "\"\n";
+    }
     if (backend_ == Backend::kRedis) {
       return "[stores." + name +
              "]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:" + std::to_string(redis_->port()) +
@@ -134,7 +167,9 @@ class SharedServer {
   }
 
   void Stop() {
-    if (backend_ == Backend::kRedis) {
+    if (backend_ == Backend::kSqlite) {
+      ADD_FAILURE() << "a SQLite file cannot be stopped";
+    } else if (backend_ == Backend::kRedis) {
       redis_->Stop();
     } else {
       Status stopped = postgres_->Stop();
@@ -142,7 +177,9 @@ class SharedServer {
     }
   }
   void Start() {
-    if (backend_ == Backend::kRedis) {
+    if (backend_ == Backend::kSqlite) {
+      ADD_FAILURE() << "a SQLite file cannot be started";
+    } else if (backend_ == Backend::kRedis) {
       EXPECT_TRUE(redis_->Start()) << redis_->error();
     } else {
       Status started = postgres_->Start();
@@ -151,7 +188,10 @@ class SharedServer {
   }
 
  private:
+  std::string SqlitePath() const { return sqlite_dir_->File("shared.db"); }
+
   const Backend backend_;
+  std::unique_ptr<TempDir> sqlite_dir_;
   std::unique_ptr<RedisServer> redis_;
   std::unique_ptr<PostgresServer> postgres_;
   std::string error_;
@@ -185,12 +225,20 @@ ToolPolicy SharedPolicy() {
 class SharedTierTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.error().empty()) << server_.error(); }
-  const char* store_name() const { return GetParam() == Backend::kRedis ? "redis" : "postgres"; }
+  const char* store_name() const { return BackendType(GetParam()); }
   SharedServer server_{GetParam()};
 };
 
 INSTANTIATE_TEST_SUITE_P(Stores, SharedTierTest,
                          ::testing::Values(Backend::kRedis, Backend::kPostgres), BackendName);
+
+// What every shared store carries, SQLite included: published statistics
+// and per-call tags.
+class SharedBoardTest : public SharedTierTest {};
+
+INSTANTIATE_TEST_SUITE_P(Stores, SharedBoardTest,
+                         ::testing::Values(Backend::kRedis, Backend::kPostgres, Backend::kSqlite),
+                         BackendName);
 
 // Breaker openings travel through Redis only.
 class SharedBreakerTest : public ::testing::Test {
@@ -726,7 +774,7 @@ TEST_P(SharedTierTest, KilledLeaderIsReplacedWithinLeaseTtlAndCallsNeverOverlap)
   EXPECT_GE(key_calls[1].start, killed_at);
 }
 
-TEST_P(SharedTierTest, StatsPublishedByTwoProcessesAreSummedAndADeadOneDropsOut) {
+TEST_P(SharedBoardTest, StatsPublishedByTwoProcessesAreSummedAndADeadOneDropsOut) {
   TempDir dir("toolops-workers");
   auto worker = [&](const std::string& tool, int calls, int keys, int stats_ms,
                     const std::string& out) {
@@ -793,7 +841,7 @@ TEST_P(SharedTierTest, StatsPublishedByTwoProcessesAreSummedAndADeadOneDropsOut)
   EXPECT_FALSE(json.at("tools").contains("stats_short")) << out;
 }
 
-TEST_P(SharedTierTest, EntriesTaggedByTheirCallsAreInvalidatedFromAnotherProcess) {
+TEST_P(SharedBoardTest, EntriesTaggedByTheirCallsAreInvalidatedFromAnotherProcess) {
   Result<std::unique_ptr<Store>> opened = server_.OpenStore({});
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   Store& store = **opened;

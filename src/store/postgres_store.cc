@@ -66,11 +66,10 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "store/entry_board.h"
 #include "store/envelope.h"
 #include "store/store_health.h"
-#include "store/tag_index.h"
 #include "toolops/log.h"
-#include "toolops/stats_publisher.h"
 
 namespace toolops {
 namespace {
@@ -250,15 +249,6 @@ constexpr std::array<StatementSpec, kStatementCount> kStatements = {{
      2,
      {kTextOid, kInt8Oid}},
 }};
-
-// Statistics snapshots are entries of a tool of their own (name and version,
-// each NUL-terminated, as a tool's key prefix), one per process, so that
-// they expire and are purged like entries and one indexed query reads them
-// all.
-constexpr std::string_view kStatsToolPrefix{
-    "toolops.stats\0"
-    "1\0",
-    16};
 
 // The server's clock, in Unix microseconds: the clock of every lease.
 constexpr std::string_view kServerNow = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
@@ -777,14 +767,12 @@ int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class PostgresStoreImpl final : public PostgresStore,
-                                public FlightCoordinator,
-                                public StatsBoard,
-                                public CallTagIndex {
+class PostgresStoreImpl final : public PostgresStore, public FlightCoordinator, public EntryBoard {
  public:
   PostgresStoreImpl(const PostgresStoreOptions& options, Clock* clock, UnixClock unix_clock,
                     Config config)
-      : name_(options.name),
+      : EntryBoard(this, clock, unix_clock, options.key_namespace),
+        name_(options.name),
         namespace_(options.key_namespace),
         namespace_begin_(options.key_namespace + ":"),
         namespace_end_(options.key_namespace + ";"),  // ';' follows ':' in byte order.
@@ -941,88 +929,27 @@ class PostgresStoreImpl final : public PostgresStore,
 
   FlightCoordinator* coordinator() override { return this; }
 
-  // StatsBoard ---------------------------------------------------------------
-
-  Status Publish(std::string_view process, std::string_view snapshot, Duration ttl) override {
-    std::string key(kStatsToolPrefix);
-    key += process;
-    TimePoint now = clock_->Now();
-    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
-    return Put(KeyRef::Of(key), StoredValue{Bytes::Copy(snapshot), until, until}, now);
-  }
-
-  Result<std::vector<std::string>> Snapshots() override {
-    return ReadToolValues(kStatsToolPrefix, "reading statistics failed");
-  }
-
-  // CallTagIndex -------------------------------------------------------------
+  // EntryBoard ---------------------------------------------------------------
   //
-  // A tag's index is rows under the tool prefix CallTagPrefix(tag), one per
-  // tagged entry, whose value is the entry's digest.
+  // Statistics snapshots and per-call tags are rows of the entry table under
+  // tool ids of their own (see entry_board.h).
 
-  Status TagEntry(const KeyRef& key, const std::vector<std::string>& tags, Duration ttl) override {
-    std::string digest = StoreKeyDigest(namespace_, key.bytes);
-    if (digest.empty()) {
-      Failed();
-      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
-    }
-    TimePoint now = clock_->Now();
-    TimePoint until = now + std::max<Duration>(ttl, std::chrono::milliseconds(1));
-    for (const std::string& tag : tags) {
-      if (Status s = CheckTag(tag); !s.ok()) return s;
-      std::string row = CallTagPrefix(tag) + digest;
-      if (Status s = Put(KeyRef::Of(row), StoredValue{Bytes::Copy(digest), until, until}, now);
-          !s.ok()) {
-        return s;
-      }
-    }
-    return Status();
-  }
-
-  Result<size_t> EraseTagged(std::string_view tag) override {
-    if (Status s = CheckTag(tag); !s.ok()) return s;
-    std::string prefix = CallTagPrefix(tag);
-    Result<std::vector<std::string>> digests = ReadToolValues(prefix, "reading a tag failed");
-    if (!digests.ok()) return digests.status();
-    size_t erased = 0;
-    for (const std::string& digest : *digests) {
-      if (!digest.starts_with(namespace_begin_)) continue;  // Not a digest of this namespace.
-      Result<bool> gone = EraseDigest(digest);
-      if (!gone.ok()) return gone.status();
-      erased += gone.value() ? 1 : 0;
-    }
-    (void)EraseByPrefix(prefix);
-    return erased;
-  }
-
-  // The values of the entries under tool prefix `prefix` that have not
-  // expired.
-  Result<std::vector<std::string>> ReadToolValues(std::string_view prefix, const char* failure) {
+  // One indexed statement on the tool column.
+  Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
+                                                 std::string_view failure) override {
     std::string tool = StoreToolDigest(namespace_, prefix);
-    if (tool.empty()) {
-      Failed();
-      return StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest");
-    }
+    if (tool.empty()) return DigestFailed();
     Params params;
     params.Text(tool);
     params.Int8(unix_clock_());
     Result<PgResult> result = Run(kReadTool, params);
     if (!result.ok()) return Failed(result.status().WithContext(failure));
     const PGresult* rows = result->get();
-    std::vector<std::string> snapshots;
-    TimePoint now = clock_->Now();
-    int64_t unix_now = unix_clock_();
+    std::vector<std::string> envelopes;
     for (int i = 0; i < PQntuples(rows); ++i) {
-      std::string_view raw(PQgetvalue(rows, i, 0), static_cast<size_t>(PQgetlength(rows, i, 0)));
-      EnvelopeResult decoded = DecodeEnvelope(raw, *clock_, unix_now);
-      if (!decoded.ok()) {
-        corrupt_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (decoded.value->stale_until <= now) continue;
-      snapshots.emplace_back(decoded.value->value.view());
+      envelopes.emplace_back(PQgetvalue(rows, i, 0), static_cast<size_t>(PQgetlength(rows, i, 0)));
     }
-    return snapshots;
+    return envelopes;
   }
 
   PostgresStoreCounters counters() const override {
@@ -1225,6 +1152,12 @@ class PostgresStoreImpl final : public PostgresStore,
   }
 
  private:
+  // EntryBoard's hooks.
+  void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
+  Status DigestFailed() override {
+    return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
+  }
+
   // Counting helpers that read well in a return statement.
   std::nullopt_t Miss() const {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -1292,7 +1225,7 @@ class PostgresStoreImpl final : public PostgresStore,
   }
 
   // Deletes the row of one digest; whether there was one, or Unavailable.
-  Result<bool> EraseDigest(std::string_view digest) {
+  Result<bool> EraseDigest(std::string_view digest) override {
     Params params;
     params.Text(digest);
     Result<PgResult> result = Run(kErase, params);

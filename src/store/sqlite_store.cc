@@ -7,8 +7,14 @@
 //                   stale_until_ns INTEGER,    -- Unix ns, for purging
 //                   envelope BLOB)             -- EncodeEnvelope(value)
 //
-// indexed on stale_until_ns (purge batches) and on tool (ClearCache), with
-// PRAGMA user_version holding the schema version.
+// indexed on stale_until_ns (purge batches) and on tool (ClearCache, and the
+// reads below), with PRAGMA user_version holding the schema version.
+//
+// Statistics snapshots (StatsBoard) and the index of per-call tags
+// (CallTagIndex) are ordinary rows of that table (EntryBoard, shared with the
+// PostgreSQL store): they expire and are purged like entries, several
+// processes sharing the file see each other's rows, and the schema stays as
+// it is, so files written by older builds need no migration.
 //
 // Connections are opened in SQLite's multi-thread mode (no mutex of their
 // own): a connection and its prepared statements are used by one thread at a
@@ -32,6 +38,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "store/entry_board.h"
 #include "store/envelope.h"
 
 namespace toolops {
@@ -64,6 +71,7 @@ enum Statement : int {
   kEraseRange,
   kPurge,
   kCount,
+  kReadTool,
   kStatementCount,
 };
 
@@ -89,6 +97,8 @@ constexpr std::array<const char*, kStatementCount> kStatementSql = {
     // kCount
     "SELECT count(*), coalesce(sum(length(digest) + length(envelope)), 0)"
     " FROM toolops_entries WHERE digest >= ?1 AND digest < ?2",
+    // kReadTool: the rows of one tool digest not expired at ?2 (Unix ns).
+    "SELECT envelope FROM toolops_entries WHERE tool = ?1 AND stale_until_ns > ?2",
 };
 
 Status StoreError(StatusCode code, std::string_view store, std::string_view message) {
@@ -363,11 +373,12 @@ int64_t SteadyNanos(TimePoint tp) {
   return std::chrono::duration_cast<Duration>(tp.time_since_epoch()).count();
 }
 
-class SqliteStoreImpl final : public SqliteStore {
+class SqliteStoreImpl final : public SqliteStore, public EntryBoard {
  public:
   SqliteStoreImpl(const SqliteStoreOptions& options, Clock* clock, UnixClock unix_clock,
                   Config config, size_t max_connections)
-      : name_(options.name),
+      : EntryBoard(this, clock, unix_clock, options.key_namespace),
+        name_(options.name),
         namespace_(options.key_namespace),
         namespace_begin_(options.key_namespace + ":"),
         namespace_end_(options.key_namespace + ";"),  // ';' follows ':' in byte order.
@@ -514,6 +525,12 @@ class SqliteStoreImpl final : public SqliteStore {
   }
 
  private:
+  // EntryBoard's hooks.
+  void CountCorrupt() override { corrupt_.fetch_add(1, std::memory_order_relaxed); }
+  Status DigestFailed() override {
+    return Failed(StoreError(StatusCode::kUnavailable, name_, "cannot compute a key digest"));
+  }
+
   // Counting helpers that read well in a return statement.
   std::nullopt_t Miss() const {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -525,8 +542,31 @@ class SqliteStoreImpl final : public SqliteStore {
     return status;
   }
 
+  // One indexed read on the tool column. The envelopes are copied out,
+  // since a blob lives only until the statement steps again.
+  Result<std::vector<std::string>> ToolEnvelopes(std::string_view prefix,
+                                                 std::string_view failure) override {
+    std::string tool = StoreToolDigest(namespace_, prefix);
+    if (tool.empty()) return DigestFailed();
+    ConnectionLease lease(&pool_);
+    if (!lease.ok()) return Failed(lease.status());
+    StatementScope statement(*lease, kReadTool);
+    int rc = FirstError({statement.BindText(1, tool), statement.BindInt(2, unix_clock_())});
+    std::vector<std::string> envelopes;
+    while (rc == SQLITE_OK && (rc = statement.Step()) == SQLITE_ROW) {
+      rc = SQLITE_OK;  // A row read; step again.
+      const char* blob = static_cast<const char*>(sqlite3_column_blob(statement.get(), 0));
+      int size = sqlite3_column_bytes(statement.get(), 0);
+      envelopes.emplace_back(blob != nullptr ? std::string(blob, size) : std::string());
+    }
+    if (rc != SQLITE_DONE) {
+      return Failed(StoreError(StatusCode::kUnavailable, name_, (*lease).Error(failure, rc)));
+    }
+    return envelopes;
+  }
+
   // Deletes the row of one digest; whether there was one, or Unavailable.
-  Result<bool> EraseDigest(std::string_view digest) {
+  Result<bool> EraseDigest(std::string_view digest) override {
     ConnectionLease lease(&pool_);
     if (!lease.ok()) return Failed(lease.status());
     StatementScope statement(*lease, kErase);

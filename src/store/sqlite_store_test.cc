@@ -3,8 +3,9 @@
 // The SQLite store: the Store contract, TTL and purging on a FakeClock (with
 // a wall clock that follows it), durability across reopening, SQLite errors
 // as values, damaged entries written straight into the file, several
-// processes sharing one file (fork), and two wrapped tools in two "processes"
-// sharing entries through the registry.
+// processes sharing one file (fork), two wrapped tools in two "processes"
+// sharing entries through the registry, and the statistics snapshots and
+// per-call tags that several handles of one file see.
 
 #include "toolops/sqlite_store.h"
 
@@ -31,7 +32,9 @@
 #include <vector>
 
 #include "store/envelope.h"
+#include "store/tag_index.h"
 #include "toolops/environment.h"
+#include "toolops/stats_publisher.h"
 #include "toolops/tool.h"
 
 namespace toolops {
@@ -743,6 +746,107 @@ TEST_F(SqliteStoreTest, SecondProcessHitsAndClearCacheErasesOneTool) {
   EXPECT_EQ(weather2("nice"), "sunny in nice");
   EXPECT_EQ(weather_calls.load(), 1);
   EXPECT_EQ(first.store->counters().failed + second.store->counters().failed, 0u);
+}
+
+}  // namespace
+}  // namespace toolops
+
+namespace toolops {
+namespace {
+
+std::vector<std::string> Sorted(std::vector<std::string> values) {
+  std::sort(values.begin(), values.end());
+  return values;
+}
+
+TEST_F(SqliteStoreTest, SnapshotsOfTwoHandlesOnOneFileAreReadBackUntilTheyExpire) {
+  // Two handles of one file, as two processes of one host would hold.
+  auto first = Open();
+  auto second = Open();
+  SqliteStoreOptions other_options = Options();
+  other_options.key_namespace = "other";
+  auto other = Open(other_options);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  ASSERT_NE(other, nullptr);
+  StatsBoard* first_board = StatsBoardOf(*first);
+  StatsBoard* second_board = StatsBoardOf(*second);
+  ASSERT_NE(first_board, nullptr);
+  ASSERT_NE(second_board, nullptr);
+  PutOrFail(*first, ToolKey("search", "q"), "an entry, not a snapshot");
+
+  ASSERT_TRUE(first_board->Publish("host:1:a", "calls 1", seconds(30)).ok());
+  ASSERT_TRUE(first_board->Publish("host:1:a", "calls 2", seconds(30)).ok());  // Replaces.
+  ASSERT_TRUE(second_board->Publish("host:2:b", "calls 7", seconds(90)).ok());
+  ASSERT_TRUE(StatsBoardOf(*other)->Publish("host:3:c", "elsewhere", seconds(90)).ok());
+
+  std::vector<std::string> both = {"calls 2", "calls 7"};
+  Result<std::vector<std::string>> read = first_board->Snapshots();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(Sorted(*read), both);
+  read = ReadPublishedStats(*second);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(Sorted(*read), both);
+
+  // The first process stops publishing: its snapshot drops out at its TTL.
+  clock_.Advance(seconds(30));
+  read = second_board->Snapshots();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, std::vector<std::string>{"calls 7"});
+  clock_.Advance(seconds(60));
+  EXPECT_TRUE(first_board->Snapshots().value().empty());
+  EXPECT_EQ(Lookup(*first, ToolKey("search", "q")), "an entry, not a snapshot");
+  EXPECT_EQ(first->counters().failed, 0u);
+}
+
+TEST_F(SqliteStoreTest, EntriesTaggedByTheirCallsAreErasedByTagAndUntaggedOnesStay) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  CallTagIndex* index = CallTagIndexOf(*store);
+  ASSERT_NE(index, nullptr);
+  const std::string paris = ToolKey("weather", "paris"), rome = ToolKey("weather", "rome"),
+                    oslo = ToolKey("weather", "oslo"), lima = ToolKey("weather", "lima");
+  for (const std::string* key : {&paris, &rome, &oslo, &lima}) PutOrFail(*store, *key, *key);
+
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(paris), {"city:paris", "europe"}, seconds(120)).ok());
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(rome), {"europe"}, seconds(120)).ok());
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(rome), {"europe"}, seconds(120)).ok());  // Harmless.
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(oslo), {"city:oslo"}, seconds(120)).ok());
+  RawDatabase raw(path_);
+  EXPECT_EQ(raw.Count("instr(digest, 'europe') > 0 OR instr(tool, 'europe') > 0"), 0);
+
+  // Bad tags are refused, and a call with one records none of its tags.
+  EXPECT_EQ(index->TagEntry(KeyRef::Of(lima), {"americas", ""}, seconds(120)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->TagEntry(KeyRef::Of(lima), {std::string("a\0b", 3)}, seconds(120)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->EraseTagged("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->EraseTagged("americas").value(), 0u);
+
+  Result<size_t> erased = index->EraseTagged("europe");
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  EXPECT_EQ(*erased, 2u);
+  EXPECT_EQ(Lookup(*store, paris), std::nullopt);
+  EXPECT_EQ(Lookup(*store, rome), std::nullopt);
+  EXPECT_EQ(Lookup(*store, oslo), oslo);
+  EXPECT_EQ(Lookup(*store, lima), lima);
+  EXPECT_EQ(index->EraseTagged("europe").value(), 0u);      // Its rows went with the entries.
+  EXPECT_EQ(index->EraseTagged("city:paris").value(), 0u);  // The entry is gone already.
+
+  // Another handle of the file (another process) erases by tag too.
+  auto second = Open();
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(CallTagIndexOf(*second)->EraseTagged("city:oslo").value(), 1u);
+  EXPECT_EQ(Lookup(*store, oslo), std::nullopt);
+  EXPECT_EQ(Lookup(*store, lima), lima);
+  EXPECT_EQ(store->Stats().entries, 1u);  // No tag row is left behind.
+
+  // A tag recorded for less than the entry's life no longer reaches it.
+  ASSERT_TRUE(index->TagEntry(KeyRef::Of(lima), {"brief"}, seconds(10)).ok());
+  clock_.Advance(seconds(11));
+  EXPECT_EQ(index->EraseTagged("brief").value(), 0u);
+  EXPECT_EQ(Lookup(*store, lima), lima);
+  EXPECT_EQ(store->counters().failed, 0u);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 // until that tool is wrapped again.
 //
 // Tags of single calls (tags computed from arguments) are recorded per
-// entry by stores that offer a CallTagIndex (Redis, PostgreSQL): the index
-// lists, under the tag, the digests of the tagged entries (never raw keys),
-// and lives as long as the entries it lists.
+// entry by stores that offer a CallTagIndex (SQLite, Redis, PostgreSQL):
+// the index lists, under the tag, the digests of the tagged entries (never
+// raw keys), and lives as long as the entries it lists.
 //
 // Thread-safe as the store is.
 
@@ -65,7 +65,7 @@ class CallTagIndex {
   virtual Result<size_t> EraseTagged(std::string_view tag) = 0;
 };
 
-// The store's CallTagIndex, or null when it has none (memory, SQLite).
+// The store's CallTagIndex, or null when it has none (memory).
 CallTagIndex* CallTagIndexOf(Store& store);
 
 // InvalidArgument unless `tag` is a usable tag (not empty, no NUL byte).

@@ -1,8 +1,9 @@
 // testing/programs/shared_worker.cc
 //
 // One "agent process" for the tests of coalescing across processes. It wraps
-// a slow tool with a shared store (--store redis, the default, on --port; or
-// --store postgres on --conninfo, table --table), starts --calls threads at the same
+// a slow tool with a shared store (--store redis, the default, on --port;
+// --store postgres on --conninfo, table --table; or --store sqlite on the
+// file --path, which does not coalesce), starts --calls threads at the same
 // wall-clock instant (--start-at), each calling the tool once for key
 // (thread index % --keys), and prints one line of counts:
 //
@@ -32,6 +33,7 @@
 #include "toolops/environment.h"
 #include "toolops/postgres_store.h"
 #include "toolops/redis_store.h"
+#include "toolops/sqlite_store.h"
 #include "toolops/stats_publisher.h"
 #include "toolops/store.h"
 #include "toolops/tool.h"
@@ -49,6 +51,7 @@ struct Flags {
   int port = 6379;
   std::string conninfo;
   std::string table = "toolops_entries";
+  std::string path;
   int keys = 50;
   int calls = 200;
   int upstream_ms = 20;
@@ -74,6 +77,8 @@ Flags Parse(int argc, char** argv) {
       f.conninfo = value;
     else if (name == "--table")
       f.table = value;
+    else if (name == "--path")
+      f.path = value;
     else if (name == "--keys")
       f.keys = std::stoi(value);
     else if (name == "--calls")
@@ -119,7 +124,7 @@ int main(int argc, char** argv) {
 
   toolops::Result<std::unique_ptr<toolops::Store>> shared =
       toolops::Status(toolops::StatusCode::kInvalidArgument,
-                      "--store must be redis or postgres, not '" + flags.store + "'");
+                      "--store must be redis, postgres or sqlite, not '" + flags.store + "'");
   if (flags.store == "redis") {
     toolops::RedisStoreOptions redis;
     redis.port = flags.port;
@@ -132,6 +137,10 @@ int main(int argc, char** argv) {
     postgres.table = flags.table;
     postgres.lease_ttl = std::chrono::milliseconds(flags.lease_ms);
     shared = toolops::NewPostgresStore(postgres);
+  } else if (flags.store == "sqlite") {
+    toolops::SqliteStoreOptions sqlite;
+    sqlite.path = flags.path;
+    shared = toolops::NewSqliteStore(sqlite);
   }
   if (!shared.ok()) {
     std::fprintf(stderr, "%s: %s\n", flags.store.c_str(), shared.status().ToString().c_str());
