@@ -60,6 +60,9 @@ void Log(LogLevel level, std::string_view event, std::string_view message, const
 // set with SetLogSink receives every record and the stderr default prints
 // kWarning and above.
 void SetLogLevel(LogLevel level);
+// Forgets the level SetLogLevel set: sinks receive every record again and
+// the stderr default prints kWarning and above.
+void ClearLogLevel();
 
 // A sink writing one JSON object per line to `out` (not owned; must outlive
 // the sink): {"time": RFC 3339 UTC, "level", "event", "message", "tool",

@@ -143,7 +143,7 @@ TEST(ApplyTelemetryTest, LogLevelFiltersAndTheEnvironmentWins) {
   EXPECT_NE(err.find("\"event\": \"test.json_kept\""), std::string::npos) << err;
 
   SetLogSink(nullptr);
-  SetLogLevel(LogLevel::kWarning);
+  ClearLogLevel();  // Later tests in this process count records of every level.
 }
 
 TEST(ApplyTelemetryTest, SpansAreSampledAtTheConfiguredRatioAndTheEnvironmentWins) {
@@ -209,7 +209,7 @@ TEST(ApplyTelemetryTest, UnsetFieldsLeaveTheTelemetryAlone) {
   EXPECT_EQ(events, std::vector<std::string>({"test.still_debug"}));
   EXPECT_EQ(AppliedMetricsPort(), 0);
   SetLogSink(nullptr);
-  SetLogLevel(LogLevel::kWarning);
+  ClearLogLevel();  // Later tests in this process count records of every level.
 }
 
 TEST(ApplyTelemetryTest, StatsStoreMustBeASharedStoreOfTheFile) {

@@ -98,6 +98,11 @@ void SetLogLevel(LogLevel level) {
   min_level.store(static_cast<int>(level));
 }
 
+void ClearLogLevel() {
+  configured.store(true);
+  min_level.store(-1);
+}
+
 void Log(LogLevel level, std::string_view event, std::string_view message) {
   Log(level, event, message, LogFields{});
 }

@@ -95,6 +95,18 @@ TEST(JsonLogTest, TheLevelFiltersRecordsBeforeTheSink) {
   EXPECT_FALSE(ParseLogLevel("loud").ok());
 }
 
+TEST(JsonLogTest, ClearingTheLevelLetsEveryRecordReachTheSinkAgain) {
+  std::vector<std::string> events;
+  SetLogSink([&](const LogRecord& r) { events.emplace_back(r.event); });
+  SetLogLevel(LogLevel::kError);
+  Log(LogLevel::kInfo, "filtered.event", "dropped");
+  ClearLogLevel();
+  Log(LogLevel::kDebug, "debug.event", "kept");
+  Log(LogLevel::kInfo, "info.event", "kept");
+  SetLogSink(nullptr);
+  EXPECT_EQ(events, (std::vector<std::string>{"debug.event", "info.event"}));
+}
+
 TEST(JsonLogTest, TheEnvironmentChoosesFormatAndLevel) {
   setenv("TOOLOPS_LOG_FORMAT", "yaml", 1);
   EXPECT_NE(ConfigureLoggingFromEnv().message().find("TOOLOPS_LOG_FORMAT"), std::string_view::npos);
