@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -42,10 +43,10 @@ const char kStatsUsage[] =
     "  --endpoint URL     a metrics endpoint (http://HOST:PORT/metrics; /metrics is\n"
     "                     added to a URL without a path); repeat for several\n"
     "                     processes\n"
-    "  --store NAME|URL   a configured SQLite, Redis or PostgreSQL store, or the\n"
-    "                     URL of a Redis or PostgreSQL server\n"
-    "                     (redis://, rediss://, valkey://, postgres://, postgresql://;\n"
-    "                     default namespace); repeat for several\n"
+    "  --store NAME|URL   a configured SQLite, Redis or PostgreSQL store, the URL\n"
+    "                     of a Redis or PostgreSQL server (redis://, rediss://,\n"
+    "                     valkey://, postgres://, postgresql://), or sqlite:PATH\n"
+    "                     for a SQLite file (default namespace); repeat for several\n"
     "  --config FILE      the configuration (default: $TOOLOPS_CONFIG, else\n"
     "                     ./toolops.toml if present)\n"
     "  --json             one JSON object instead of the table\n"
@@ -392,6 +393,22 @@ Result<StoreConfig> StatsStoreConfig(const std::string& given, const Config* con
     store.postgres.conninfo = given;
     return store;
   }
+  if (scheme_is("sqlite:")) {
+    // sqlite:PATH, or sqlite://PATH (so sqlite:///var/db/c.db is /var/db/c.db).
+    std::string path = given.substr(7);
+    if (path.starts_with("//")) path.erase(0, 2);
+    std::error_code error;
+    if (path.empty() || !std::filesystem::is_regular_file(path, error)) {
+      // Reading statistics never creates a database file.
+      return Status(StatusCode::kInvalidArgument,
+                    "--store " + given + ": no SQLite file at '" + path +
+                        "'; give the path of the file the agents' store uses");
+    }
+    store.type = StoreType::kSqlite;
+    store.type_name = "sqlite";
+    store.sqlite.path = path;
+    return store;
+  }
   if (config != nullptr) {
     auto it = config->stores.find(given);
     if (it != config->stores.end()) {
@@ -411,8 +428,8 @@ Result<StoreConfig> StatsStoreConfig(const std::string& given, const Config* con
   return Status(
       StatusCode::kInvalidArgument,
       "--store '" + given +
-          "' is neither a configured store nor a redis://, valkey:// or postgres:// "
-          "URL" +
+          "' is neither a configured store nor a redis://, valkey://, postgres:// or "
+          "sqlite: URL" +
           (known.empty() ? std::string(" (no store is configured)") : "; configured: " + known));
 }
 

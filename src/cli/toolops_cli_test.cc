@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -169,6 +170,13 @@ TEST(ToolopsCliTest, StatsFromAStoreThatCannotHoldThemIsBadUsage) {
   Outcome unknown = Toolops("stats --config " + config + " --store shared");
   EXPECT_EQ(unknown.code, 2) << unknown.out;
   EXPECT_NE(unknown.out.find("configured: local"), std::string::npos) << unknown.out;
+  // A sqlite: URL must name an existing file; reading never creates one.
+  Outcome no_file = Toolops("stats --store sqlite:" + dir.File("absent.db"));
+  EXPECT_EQ(no_file.code, 2) << no_file.out;
+  EXPECT_NE(no_file.out.find("no SQLite file at '" + dir.File("absent.db") + "'"),
+            std::string::npos)
+      << no_file.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("absent.db")));
   Outcome both = Toolops("stats --endpoint http://127.0.0.1:1 --store redis://127.0.0.1:1");
   EXPECT_EQ(both.code, 2) << both.out;
   // A store that does not answer: a failure, not a usage error, without

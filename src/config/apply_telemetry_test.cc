@@ -275,8 +275,13 @@ TEST(ApplyTelemetryTest, StatsPublishedToASqliteStoreAreReadByTheCommand) {
   }
   int by_default = testing::RunProgram({TOOLOPS_CLI_BINARY, "stats", "--config", plain, "--json"},
                                        dir.File("default"));
+  // With no configuration at all, the file named by a sqlite: URL.
+  int by_url = testing::RunProgram(
+      {TOOLOPS_CLI_BINARY, "stats", "--store", "sqlite://" + dir.File("stats.db"), "--json"},
+      dir.File("url"));
   StopAppliedTelemetry();
-  for (const auto& [code, file] : {std::pair{status, "out"}, std::pair{by_default, "default"}}) {
+  for (const auto& [code, file] :
+       {std::pair{status, "out"}, std::pair{by_default, "default"}, std::pair{by_url, "url"}}) {
     std::string out = testing::ReadFileOrEmpty(dir.File(file));
     ASSERT_EQ(code, 0) << out;
     nlohmann::json json = nlohmann::json::parse(out.substr(out.find('{')));
