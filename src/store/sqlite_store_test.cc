@@ -748,12 +748,6 @@ TEST_F(SqliteStoreTest, SecondProcessHitsAndClearCacheErasesOneTool) {
   EXPECT_EQ(first.store->counters().failed + second.store->counters().failed, 0u);
 }
 
-}  // namespace
-}  // namespace toolops
-
-namespace toolops {
-namespace {
-
 std::vector<std::string> Sorted(std::vector<std::string> values) {
   std::sort(values.begin(), values.end());
   return values;
